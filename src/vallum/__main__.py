@@ -1,0 +1,3 @@
+from vallum.cli.main import main
+
+main()

@@ -1,0 +1,1 @@
+"""One pydantic model per configuration section; each area owns its own file."""

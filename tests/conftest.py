@@ -1,0 +1,28 @@
+"""Shared fixtures. Tests never open connections outside loopback."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+OUTPUT = ROOT / "test-output"
+
+
+@pytest.fixture(scope="session")
+def output_dir() -> Path:
+    OUTPUT.mkdir(exist_ok=True)
+    return OUTPUT
+
+
+@pytest.fixture
+def tmp_data_dir(tmp_path: Path) -> Path:
+    d = tmp_path / "vallum-data"
+    d.mkdir()
+    return d
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    os.environ.setdefault("VALLUM_TESTING", "1")
