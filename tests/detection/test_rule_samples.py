@@ -12,7 +12,9 @@ INSPECTOR = Inspector()
 
 
 def _direction(rule) -> str | None:
-    return None if set(rule.directions) == {"outbound", "inbound"} else rule.directions[0]
+    if "tooldef" in rule.directions:
+        return "tooldef"
+    return None if {"outbound", "inbound"} <= set(rule.directions) else rule.directions[0]
 
 
 @pytest.mark.parametrize("rule", RULES, ids=lambda r: r.id)

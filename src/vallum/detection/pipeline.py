@@ -5,7 +5,8 @@
 scans header and body fields, the MCP proxy scans tool arguments). Pure: no I/O, no clock.
 
 Directions: ``outbound`` text is leaving (credential / data-loss rules), ``inbound`` text is
-entering an agent's context (injection rules, and credentials reported as such); ``None`` runs all.
+entering an agent's context (injection rules, and credentials reported as such), ``tooldef`` is an
+MCP tool definition (inbound rules plus tool-poisoning rules); ``None`` runs all but tooldef-only.
 """
 
 from __future__ import annotations
@@ -46,6 +47,15 @@ class Segment:
 
     text: str
     chain: tuple[str, ...] = ()
+
+
+def runs_in(rule: Rule, direction: str | None) -> bool:
+    """Whether a rule runs for a scan direction (see `vallum.detection.rules`)."""
+    if direction is None:
+        return "outbound" in rule.directions or "inbound" in rule.directions
+    if direction == "tooldef":
+        return "tooldef" in rule.directions or "inbound" in rule.directions
+    return direction in rule.directions
 
 
 def _rule_enabled(rule_id: str, disabled: list[str]) -> bool:
@@ -139,18 +149,18 @@ class Inspector:
         findings: list[Finding] = []
         for seg in self.segments(text):
             for m in self.raw.finditer(seg.text):
-                if direction is None or direction in m.rule.directions:
+                if runs_in(m.rule, direction):
                     f = self._rule_finding(m, location, seg.chain)
                     if f is not None:
                         findings.append(f)
             if self.normalized.rules and direction != "outbound":
                 norm = normalize.normalize_for_matching(seg.text)
                 for m in self.normalized.finditer(norm):
-                    if direction is None or direction in m.rule.directions:
+                    if runs_in(m.rule, direction):
                         f = self._rule_finding(m, location, seg.chain)
                         if f is not None:
                             findings.append(f)
-            if direction != "inbound":
+            if direction in (None, "outbound"):
                 findings.extend(self.entropy_findings(seg.text, location, seg.chain, findings))
         return dedupe(findings)
 

@@ -15,7 +15,10 @@ A rule file is ``{"version": 1, "rules": [...]}``; each rule::
     keywords: [ghp_]                   # optional: the rule runs only if one occurs (case-insensitively)
     validator: github_checksum         # optional name in vallum.detection.validators.VALIDATORS
     min_entropy: 3.0                   # optional: the secret's Shannon entropy (bits/char) must reach it
-    directions: [outbound, inbound]    # optional: which scan directions run it (default: all)
+    directions: [outbound, inbound]    # optional (default [outbound, inbound]); `tooldef` = MCP tool
+                                       # definitions only (inspect_text(direction="tooldef") runs
+                                       # inbound and tooldef rules; direction None runs all but
+                                       # tooldef-only rules)
     message: GitHub personal access token   # optional, default = description
     samples:                           # checked by the test suite
       positive: ["..."]                # each must produce this rule's finding
@@ -37,6 +40,9 @@ from vallum.detection.model import CATEGORIES, SEVERITIES, Action
 
 _ID_RE = re.compile(r"^[a-z0-9_]+(\.[a-z0-9_\-]+)+$")
 _FLAG_BITS = {"i": re.IGNORECASE, "s": re.DOTALL, "m": re.MULTILINE}
+#: the directions a rule may declare; `tooldef` = MCP tool definitions (poisoning rules)
+ALL_DIRECTIONS = ("outbound", "inbound", "tooldef")
+#: default when a rule declares none
 DIRECTIONS = ("outbound", "inbound")
 _ALLOWED_KEYS = {
     "id", "description", "category", "severity", "action", "strict_action", "target", "pattern",
@@ -112,8 +118,8 @@ def rule_from_dict(d: dict[str, Any], source: str = "<memory>") -> Rule:
     if set(flags) - set(_FLAG_BITS):
         raise _fail(source, rid, f"unknown flag(s) {flags!r}")
     directions = tuple(d.get("directions", DIRECTIONS))
-    if set(directions) - set(DIRECTIONS):
-        raise _fail(source, rid, f"directions must be among {DIRECTIONS}")
+    if not directions or set(directions) - set(ALL_DIRECTIONS):
+        raise _fail(source, rid, f"directions must be among {ALL_DIRECTIONS}")
     samples = d.get("samples") or {}
     bits = 0
     for ch in flags:
