@@ -138,3 +138,71 @@ class RuleMatcher:
                     continue
                 yield RuleMatch(rule, start, end, value, m)
 
+
+
+class PatternScout:
+    """Exact answers to "which of these patterns occur in this buffer" (and, for some, where).
+
+    Used by the normaliser and the decoder to skip work cheaply: one Hyperscan pass (when
+    importable) replaces many whole-buffer `re` passes. The answers are exact in both engines
+    (no prefilter), so the normaliser and decoder produce the same output whichever is installed.
+    Patterns are bytes regexes over ASCII classes that both engines read identically; `located`
+    patterns also report their match end offsets (`re`: the ends of non-overlapping matches;
+    Hyperscan: every end offset — callers must only use them as anchors to expand from).
+    """
+
+    def __init__(self, patterns: dict[str, bytes], located: dict[str, bytes] | None = None,
+                 engine: str | None = None) -> None:
+        engine = engine or os.environ.get("VALLUM_REGEX_ENGINE", "auto")
+        self.names = list(patterns)
+        self.located_names = list(located or {})
+        self._re = {n: re.compile(p) for n, p in patterns.items()}
+        self._re_loc = {n: re.compile(p) for n, p in (located or {}).items()}
+        self._db = self._db_loc = None
+        if engine != "re" and _hs is not None:
+            try:
+                self._db = self._compile(list(patterns.values()), _hs.HS_FLAG_SINGLEMATCH)
+                self._scratch = _hs.Scratch(self._db)
+                if located:
+                    self._db_loc = self._compile(list(located.values()), 0)
+                    self._scratch_loc = _hs.Scratch(self._db_loc)
+            except Exception:  # a pattern Hyperscan refuses: the whole scout uses `re`
+                self._db = self._db_loc = None
+        self.engine = "hyperscan" if self._db is not None else "re"
+
+    @staticmethod
+    def _compile(exprs: list[bytes], extra: int) -> object:
+        assert _hs is not None
+        db = _hs.Database(mode=_hs.HS_MODE_BLOCK)
+        db.compile(expressions=exprs, ids=list(range(len(exprs))),
+                   flags=[extra | _hs.HS_FLAG_ALLOWEMPTY] * len(exprs))
+        return db
+
+    def present(self, data: bytes) -> set[str]:
+        """The names of the patterns that match somewhere in `data`."""
+        if not data:
+            return {n for n, r in self._re.items() if r.search(data)}
+        if self._db is None:
+            return {n for n, r in self._re.items() if r.search(data)}
+        hits: set[str] = set()
+        names = self.names
+
+        def on_match(pid: int, start: int, end: int, flags: int, ctx: object) -> None:
+            hits.add(names[pid])
+
+        self._db.scan(data, match_event_handler=on_match, scratch=self._scratch)  # type: ignore[attr-defined]
+        return hits
+
+    def ends(self, name: str, data: bytes) -> list[int]:
+        """End offsets of matches of the located pattern `name` (sorted, de-duplicated)."""
+        if self._db_loc is None or not data:
+            return [m.end() for m in self._re_loc[name].finditer(data)]
+        want = self.located_names.index(name)
+        out: list[int] = []
+
+        def on_match(pid: int, start: int, end: int, flags: int, ctx: object) -> None:
+            if pid == want:
+                out.append(end)
+
+        self._db_loc.scan(data, match_event_handler=on_match, scratch=self._scratch_loc)  # type: ignore[attr-defined]
+        return sorted(set(out))

@@ -1,20 +1,323 @@
-"""Normalisation for matching (owned by the engine; see issue 2 §1).
+"""Normalisation for matching (issue 2 §1).
 
 `normalize_for_matching(text)` returns the text that `target: normalized` rules match against:
-lower-case, NFKC, invisible/format characters removed, homoglyphs folded to Latin, combining
-marks stripped, leetspeak folded, spaced-out letters re-joined, whitespace folded.
-`hidden_payloads(text)` returns text smuggled in Unicode tag characters (U+E0000–E007F).
+
+1. Unicode NFKC (fullwidth, mathematical alphanumerics, ligatures → plain forms).
+2. Homoglyphs → Latin skeleton, from Unicode's confusables table (shipped by the
+   `confusable-homoglyphs` package). Latin-script lookalikes (``ɑ``, ``ı``, ``ɡ``) and
+   symbols (``⍺``, ``∣``) always fold. Letters of other scripts (Cyrillic ``а``, Greek ``ο``, …)
+   fold only inside a word that mixes them with Latin letters, or — when the text is mostly
+   Latin — inside a word made entirely of lookalikes (``ехес``). Genuine Russian or Greek words
+   keep their script, so rules written in those languages still match.
+3. Case folded; invisible and format characters removed (zero-width, soft hyphen, bidi
+   controls, variation selectors, Unicode tag characters, Hangul fillers); exotic whitespace
+   folded to a space (line and paragraph separators to a newline).
+4. Accents stripped from Latin letters (``instrucciónes`` → ``instrucciones``); stray
+   combining marks (Zalgo) removed. Marks of other scripts (Japanese dakuten, Devanagari
+   vowel signs, Cyrillic ``й``) are kept.
+5. Letters spelled out with one consistent separator re-joined: runs of at least three single
+   characters (``i g n o r e``, ``i.g.n.o.r.e``, ``i-g-n-o-r-e`` → ``ignore``). Two or more
+   spaces end a run, so ``i g n o r e  a l l`` becomes ``ignore all``.
+6. Leetspeak folded only inside tokens that mix letters with digits/symbols and become all
+   letters when folded (``1gn0r3`` → ``ignore``); numbers and prices (``100``, ``$5``, ``3.14``)
+   and tokens such as ``sha256`` are left alone.
+7. Runs of spaces and tabs folded to one space. Newlines are kept, and so is punctuation such
+   as ``[``, ``]``, ``<|``, ``|>``, ``:``, ``#``.
+
+ASCII input takes a fast path (bytes translate + one Hyperscan scouting pass).
+
+`hidden_payloads(text)` returns text smuggled invisibly: Unicode tag characters
+(U+E0020–E007E "ASCII smuggling") and bytes hidden in runs of variation selectors.
 """
 
 from __future__ import annotations
 
+import json
+import re
 import unicodedata
+from functools import lru_cache
+from importlib import resources
+
+from vallum.detection.matcher import PatternScout
+
+# --------------------------------------------------------------------- ASCII classes
+_TOKEN_CHARS = "abcdefghijklmnopqrstuvwxyz0123456789@$"  # noqa: S105 - a character class
+_TOKEN_SET = frozenset(_TOKEN_CHARS)
+_LEET = str.maketrans({"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "8": "b", "@": "a", "$": "s"})
+_SEPARATORS = " .-_*/~"
+
+# lower-case ASCII and turn \t \r \v \f into spaces, in one bytes.translate
+_ASCII_TABLE = bytes.maketrans(
+    b"ABCDEFGHIJKLMNOPQRSTUVWXYZ\t\r\x0b\x0c", b"abcdefghijklmnopqrstuvwxyz    "
+)
+
+_LEET_ADJ = rb"[a-z][0-9@$]|[0-9@$][a-z]"
+_T = rb"[a-z0-9@$]"
+_NT = rb"(?:^|[^a-z0-9@$])"
+_NTE = rb"(?:[^a-z0-9@$]|$)"
+_SPACED_GATE = b"|".join(
+    _NT + _T + re.escape(bytes([s])) + _T + re.escape(bytes([s])) + _T + _NTE for s in _SEPARATORS.encode()
+)
+_SCOUT = PatternScout({"leet": _LEET_ADJ, "spaced": _SPACED_GATE}, located={"leet": _LEET_ADJ})
+
+_LEET_ADJ_STR = re.compile(_LEET_ADJ.decode())
+_SPACED_RE = re.compile(
+    r"(?<![a-z0-9@$])[a-z0-9@$](?P<sep>[" + re.escape(_SEPARATORS) + r"])[a-z0-9@$]"
+    r"(?:(?P=sep)[a-z0-9@$])+(?![a-z0-9@$])"
+)
 
 
 def normalize_for_matching(text: str) -> str:
-    return " ".join(unicodedata.normalize("NFKC", text).casefold().split())
+    """The text `target: normalized` rules match against (see the module docstring)."""
+    if text.isascii():
+        data = text.encode("ascii").translate(_ASCII_TABLE)
+        found = _SCOUT.present(data)
+        s = data.decode("ascii")
+        if found:
+            rejoined = False
+            if "spaced" in found:
+                s2 = _SPACED_RE.sub(_rejoin, s)
+                rejoined = s2 != s
+                s = s2
+            if "leet" in found:
+                if rejoined:
+                    anchors = [m.start() for m in _LEET_ADJ_STR.finditer(s)]
+                else:
+                    anchors = [e - 1 for e in _SCOUT.ends("leet", data)]
+                s = _fold_leet(s, anchors)
+    else:
+        s = _normalize_unicode(text)
+        if _SPACED_RE.search(s):
+            s = _SPACED_RE.sub(_rejoin, s)
+        anchors = [m.start() for m in _LEET_ADJ_STR.finditer(s)]
+        if anchors:
+            s = _fold_leet(s, anchors)
+    while "  " in s:
+        s = s.replace("  ", " ")
+    return s
+
+
+def _rejoin(m: re.Match[str]) -> str:
+    run = m.group(0)
+    chars = run[::2]
+    letters = sum(c.isalpha() for c in chars)
+    if letters * 2 < len(chars):
+        return run
+    return chars
+
+
+def _fold_leet(s: str, anchors: list[int]) -> str:
+    """Fold leetspeak in the tokens around `anchors` (indexes of characters inside tokens)."""
+    pieces: list[str] = []
+    pos = 0
+    n = len(s)
+    for a in anchors:
+        if a < pos or a >= n or s[a] not in _TOKEN_SET:
+            continue
+        start = a
+        while start > 0 and s[start - 1] in _TOKEN_SET:
+            start -= 1
+        end = a + 1
+        while end < n and s[end] in _TOKEN_SET:
+            end += 1
+        if start < pos:
+            continue
+        token = s[start:end]
+        folded = _fold_token(token, s[end] if end < n else "")
+        if folded != token:
+            pieces.append(s[pos:start])
+            pieces.append(folded)
+            pos = end
+    if not pieces:
+        return s
+    pieces.append(s[pos:])
+    return "".join(pieces)
+
+
+_NUMBER_WITH_UNIT = re.compile(
+    r"[0-9]+(?:am|pm|st|nd|rd|th|k|m|g|b|d|h|s|x|p|kb|mb|gb|tb|ms|px|em|kg|km|cm|mm|hz|khz|mhz|ghz|fps|min|sec)$"
+)
+
+
+def _fold_token(token: str, after: str) -> str:
+    if "@" in token and (token[0] == "@" or after == "."):
+        return token  # an e-mail address or a @mention, not leetspeak
+    if token[0] == "$":
+        return token  # $HOME, $100
+    if not any("a" <= c <= "z" for c in token) or _NUMBER_WITH_UNIT.match(token):
+        return token
+    folded = token.translate(_LEET)
+    return folded if folded.isalpha() else token
+
+
+# --------------------------------------------------------------------- Unicode path
+_MARK_BLOCKS = ((0x0300, 0x036F), (0x1AB0, 0x1AFF), (0x1DC0, 0x1DFF), (0x20D0, 0x20FF), (0xFE20, 0xFE2F))
+# scripts whose text must never be folded to Latin (their confusables are mostly strokes/marks)
+_KEEP_PREFIXES = ("CJK", "HIRAGANA", "KATAKANA", "HANGUL", "IDEOGRAPHIC", "KANGXI", "BOPOMOFO", "HALFWIDTH")
+_EXTRA_LATIN = {"æ": "ae", "œ": "oe", "ø": "o", "đ": "d", "ł": "l", "ħ": "h", "ŧ": "t", "ð": "d", "þ": "th",
+                "Æ": "ae", "Œ": "oe", "Ø": "o", "Đ": "d", "Ł": "l", "Ħ": "h", "Ŧ": "t", "Ð": "d", "Þ": "th",
+                "ı": "i", "ĸ": "k", "ſ": "s"}
+_INVISIBLE_EXTRA = (0x115F, 0x1160, 0x3164, 0xFFA0, 0x034F, 0x17B4, 0x17B5, 0x180B, 0x180C, 0x180D, 0x180F)
+
+
+@lru_cache(maxsize=1)
+def _tables() -> tuple[dict[int, str | None], dict[str, str], re.Pattern[str], re.Pattern[str], re.Pattern[str]]:
+    """Build (once, on first non-ASCII input) the translate table and the confusable sets."""
+    table: dict[int, str | None] = {}
+    # invisible / format characters
+    for cp in list(range(0x80, 0x2100)) + list(range(0xFE00, 0x10000)) + list(range(0x1BCA0, 0x1BCA4)) + list(
+        range(0x1D173, 0x1D17B)
+    ) + list(range(0x110BD, 0x110CE)):
+        if unicodedata.category(chr(cp)) == "Cf":
+            table[cp] = None
+    for lo, hi in ((0xE0000, 0xE007F), (0xE0100, 0xE01EF), (0xFE00, 0xFE0F)):
+        for cp in range(lo, hi + 1):
+            table[cp] = None
+    for cp in _INVISIBLE_EXTRA:
+        table[cp] = None
+    # whitespace
+    for cp in range(0x80, 0x3001):
+        c = chr(cp)
+        if c.isspace():
+            table[cp] = "\n" if cp in (0x85, 0x2028, 0x2029) else " "
+    table[0x2800] = " "  # braille blank renders as a space
+    for c in "\t\r\x0b\x0c":
+        table[ord(c)] = " "
+    for c in "\x1c\x1d\x1e":
+        table[ord(c)] = "\n"
+    # stray combining marks (NFKC has already composed the ones that belong to a letter)
+    for lo, hi in _MARK_BLOCKS:
+        for cp in range(lo, hi + 1):
+            table[cp] = None
+    # accented Latin letters → their base letter
+    for lo, hi in ((0xC0, 0x24F), (0x1E00, 0x1EFF), (0x2C60, 0x2C7F), (0xA720, 0xA7FF), (0xAB30, 0xAB6F)):
+        for cp in range(lo, hi + 1):
+            c = chr(cp)
+            d = unicodedata.normalize("NFD", c)
+            if len(d) > 1 and d[0].isascii() and d[0].isalpha() and all(unicodedata.combining(x) for x in d[1:]):
+                table[cp] = d[0].lower()
+    for k, v in _EXTRA_LATIN.items():
+        table[ord(k)] = v
+    # confusables
+    path = resources.files("confusable_homoglyphs") / "confusables.json"
+    data = json.loads(path.read_text(encoding="utf-8"))
+    conditional: dict[str, str] = {}
+    for key, entries in data.items():
+        if len(key) != 1 or key.isascii() or ord(key) in table:
+            continue
+        cat = unicodedata.category(key)
+        name = unicodedata.name(key, "")
+        if cat[0] in "MZC" or cat == "Nd" or name.startswith(_KEEP_PREFIXES):
+            continue
+        target = _ascii_target(key, entries)
+        low = key.lower()
+        if key != low and len(low) == 1 and low in data:
+            # Unicode's skeleton reads capital I-like letters as "l"; the small letter knows better
+            target = _ascii_target(low, data[low]) or target
+        if target is None:
+            continue
+        if cat[0] == "L" and not name.startswith("LATIN"):
+            if target.isalpha():
+                conditional[key] = target
+        elif target.isalpha() or cat[0] in "PS":
+            table[ord(key)] = target
+    # Latin small capitals that the table lacks (ɢ, ɴ, ʀ, ᴇ …)
+    for cp in list(range(0x250, 0x2B0)) + list(range(0x1D00, 0x1D80)) + list(range(0xA730, 0xA780)):
+        m = _SMALL_CAPITAL.match(unicodedata.name(chr(cp), ""))
+        if m and cp not in table:
+            table[cp] = m.group(1).lower()
+    cond_class = "".join(re.escape(c) for c in sorted(conditional))
+    latin = "a-zA-Z" + "".join(re.escape(chr(cp)) for cp in range(0xC0, 0x250) if chr(cp).isalpha())
+    cond_re = re.compile(f"[{cond_class}]")
+    mixed_re = re.compile(f"[{latin}][^\\W\\d_{latin}]|[^\\W\\d_{latin}][{latin}]")
+    word_re = re.compile(r"[^\W\d_]+")
+    return table, conditional, cond_re, mixed_re, word_re
+
+
+def _ascii_target(key: str, entries: list[dict[str, str]]) -> str | None:
+    """The ASCII character `key` is confusable with: a letter of the same case first."""
+    same_case = other_case = punct = None
+    for e in entries:
+        t = e["c"].strip("\u200e\u200f")
+        if len(t) != 1 or not t.isascii():
+            continue
+        if t.isalpha():
+            if (t.isupper() == key.isupper()) and same_case is None:
+                same_case = t.lower()
+            elif other_case is None:
+                other_case = t.lower()
+        elif not t.isalnum() and not t.isspace() and punct is None:
+            punct = t
+    if same_case or other_case:
+        return same_case or other_case
+    m = _SMALL_CAPITAL.match(unicodedata.name(key, ""))
+    return m.group(1).lower() if m else punct
+
+
+_SMALL_CAPITAL = re.compile(r"LATIN (?:LETTER SMALL CAPITAL|SMALL CAPITAL LETTER) ([A-Z])$")
+
+
+def _normalize_unicode(text: str) -> str:
+    table, conditional, cond_re, mixed_re, word_re = _tables()
+    s = unicodedata.normalize("NFKC", text)
+    if cond_re.search(s):
+        s = _fold_confusable_words(s, conditional, mixed_re, word_re)
+    s = s.casefold()
+    s = s.translate(table)
+    # casefold/translate can expose new compositions (e.g. "i" + U+0307 from "İ"); marks are gone
+    return s
+
+
+def _fold_confusable_words(s: str, conditional: dict[str, str], mixed_re: re.Pattern[str],
+                           word_re: re.Pattern[str]) -> str:
+    b = s.encode("utf-8", "surrogatepass")
+    ascii_bytes = len(b.translate(None, _HIGH_BYTES))
+    ascii_letters = len(b) - len(b.translate(None, _ASCII_LETTERS))
+    latin_dominant = ascii_letters >= len(s) - ascii_bytes
+    if not latin_dominant and not mixed_re.search(s):
+        return s
+
+    def fold(m: re.Match[str]) -> str:
+        w = m.group(0)
+        if not any(c in conditional for c in w):
+            return w
+        has_latin = any(c.isascii() or unicodedata.name(c, "").startswith("LATIN") for c in w)
+        if has_latin or (latin_dominant and all(c in conditional for c in w)):
+            return "".join(conditional.get(c, c) for c in w)
+        return w
+
+    return word_re.sub(fold, s)
+
+
+_HIGH_BYTES = bytes(range(0x80, 0x100))
+_ASCII_LETTERS = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
+
+# --------------------------------------------------------------------- hidden payloads
+_TAG_RUN = re.compile("[\U000e0000-\U000e007f]+")
+_VS_RUN = re.compile("[\ufe00-\ufe0f\U000e0100-\U000e01ef]{4,}")
 
 
 def hidden_payloads(text: str) -> list[str]:
-    chars = [chr(ord(c) - 0xE0000) for c in text if 0xE0020 <= ord(c) <= 0xE007E]
-    return ["".join(chars)] if chars else []
+    """Text hidden in invisible characters: Unicode tag characters and variation-selector bytes.
+
+    Tag characters U+E0020–E007E mirror printable ASCII ("ASCII smuggling"); each run becomes one
+    payload. Runs of ≥ 4 variation selectors (U+FE00–FE0F = bytes 0–15, U+E0100–E01EF = bytes
+    16–255) are read as UTF-8 bytes; kept when they decode to printable text.
+    """
+    if text.isascii():
+        return []
+    out: list[str] = []
+    for m in _TAG_RUN.finditer(text):
+        hidden = "".join(chr(ord(c) - 0xE0000) for c in m.group(0) if 0xE0020 <= ord(c) <= 0xE007E)
+        if hidden.strip():
+            out.append(hidden)
+    for m in _VS_RUN.finditer(text):
+        raw = bytes(ord(c) - 0xFE00 if ord(c) <= 0xFE0F else ord(c) - 0xE0100 + 16 for c in m.group(0))
+        try:
+            decoded = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            continue
+        if decoded.strip() and all(c.isprintable() or c in "\n\r\t" for c in decoded):
+            out.append(decoded)
+    return out
