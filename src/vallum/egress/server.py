@@ -1,0 +1,1006 @@
+"""`EgressProxy`: the asyncio + h11 edge of the egress proxy.
+
+One listener serves absolute-form HTTP requests (forward proxy), `CONNECT` tunnels (spliced, or
+intercepted with the local CA) and `GET /fetch?url=…`. The order of checks for a request is fixed:
+URL policy and content (URL, headers, body) → rate limit / data budget → DNS resolution and the
+check of every resolved address → decision record → upstream. A name is therefore never resolved
+for a request that failed a content check, and the address that passed is the one dialled.
+
+The configuration in force is one immutable `ProxyState`; each request takes the state current
+when it starts, so a reload never changes the rules under an in-flight request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import json
+import logging
+import os
+import signal
+import ssl
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import parse_qs, urljoin, urlsplit
+
+import h11
+
+from vallum.config import Config, ConfigError, load_config
+from vallum.decisions import DecisionRecord, DecisionSink, NullSink, Principal
+from vallum.detection.model import Action, Finding, strongest
+from vallum.detection.pipeline import Inspector, dedupe, get_inspector
+from vallum.egress import policy
+from vallum.egress.flow import Flow, Target, TargetError, parse_absolute_url, parse_authority
+from vallum.egress.limits import InMemoryRateLimiter, RateLimiter
+from vallum.egress.reload import weakenings
+from vallum.egress.sni import ClientHelloError, parse_client_hello
+from vallum.egress.sse import SSEError, SSEScanner, SSESplitter
+from vallum.egress.streams import READ_SIZE, ByteStream, PlainStream, TLSStream
+from vallum.egress.tlsca import CAError, CertificateAuthority
+from vallum.egress.upstream import (
+    Connector,
+    Resolver,
+    UpstreamConn,
+    UpstreamError,
+    UpstreamKey,
+    UpstreamPool,
+    default_connector,
+    default_resolver,
+    iter_body,
+    read_body,
+    send_request,
+)
+
+log = logging.getLogger("vallum.egress")
+
+#: (client ip, request headers) → who is behind the request. A later issue reads
+#: Proxy-Authorization / X-Vallum-Principal here; the default names the listener's client.
+PrincipalResolver = Callable[[str, list[tuple[bytes, bytes]]], Principal]
+
+HOP_BY_HOP = frozenset({
+    b"connection", b"keep-alive", b"proxy-connection", b"proxy-authorization", b"proxy-authenticate",
+    b"te", b"trailer", b"transfer-encoding", b"upgrade", b"expect", b"x-vallum-principal",
+})
+REDIRECTS = frozenset({301, 302, 303, 307, 308})
+FETCH_UA = b"vallum-fetch/0.1"
+
+
+def default_principal(client_ip: str, headers: list[tuple[bytes, bytes]]) -> Principal:
+    """The principal of a request when nothing identifies it better: the client address."""
+    return Principal(ip=client_ip, source="listener")
+
+
+class _ClientGone(Exception):
+    """The client closed, timed out or broke the protocol; the connection ends."""
+
+
+@dataclass(frozen=True, slots=True)
+class Tunnel:
+    """An intercepted CONNECT tunnel: the requests inside go to this host, at this pinned address."""
+
+    host: str
+    port: int
+    ip: str
+    connect_id: str
+
+
+class ProxyState:
+    """One configuration in force: config, compiled inspector, CA, upstream TLS context."""
+
+    def __init__(self, config: Config, generation: int = 0) -> None:
+        self.config = config
+        self.generation = generation
+        self.inspector: Inspector = get_inspector(config)
+        tls = config.egress.tls
+        self.ca: CertificateAuthority | None = None
+        if tls.intercept:
+            folder = tls.ca_dir or str(Path(config.data_dir) / "tls")
+            self.ca = CertificateAuthority(folder, tls.leaf_cache_size)
+        self.upstream_tls = ssl.create_default_context()
+        self.upstream_tls.set_alpn_protocols(["http/1.1"])
+        if tls.upstream_ca_file:
+            self.upstream_tls.load_verify_locations(tls.upstream_ca_file)
+
+
+def _header(headers: list[tuple[bytes, bytes]], name: bytes) -> str | None:
+    for k, v in headers:
+        if k.lower() == name:
+            return v.decode("latin-1")
+    return None
+
+
+def _ip_literal(host: str) -> str | None:
+    try:
+        from vallum.detection.netaddr import parse_ip_literal
+
+        ip = parse_ip_literal(host)
+        return str(ip) if ip is not None else None
+    except ImportError:
+        try:
+            return str(ipaddress.ip_address(host.strip("[]")))
+        except ValueError:
+            return None
+
+
+class EgressProxy:
+    """The egress proxy server, startable in-process (`start`/`stop`) or from the CLI (`run_proxy`)."""
+
+    def __init__(self, config: Config | None = None, sink: DecisionSink | None = None, *,
+                 resolver: Resolver | None = None, connector: Connector | None = None,
+                 principal_resolver: PrincipalResolver | None = None, limiter: RateLimiter | None = None,
+                 config_path: str | Path | None = None, clock: Callable[[], float] = time.time) -> None:
+        self.state = ProxyState(config or Config())
+        self.sink: DecisionSink = sink or NullSink()
+        self.resolver: Resolver = resolver or default_resolver
+        self.connector: Connector = connector or default_connector
+        self.principal_resolver = principal_resolver or default_principal
+        self.limiter: RateLimiter = limiter or InMemoryRateLimiter()
+        self.config_path = Path(config_path) if config_path else None
+        self.clock = clock
+        self.pool = UpstreamPool(self.connector, self.state.config.egress.upstream_pool_size)
+        self._server: asyncio.AbstractServer | None = None
+        self._conns: set[asyncio.Task[None]] = set()
+        self._streams: set[ByteStream] = set()
+        self._watch: asyncio.Task[None] | None = None
+        self._mtime: tuple[int, int] | None = None
+        self.stats = {"connections": 0, "requests": 0, "blocked": 0, "reloads": 0, "reloads_refused": 0}
+
+    # ------------------------------------------------------------------ lifecycle
+    @property
+    def config(self) -> Config:
+        return self.state.config
+
+    @property
+    def port(self) -> int:
+        """The port the proxy listens on (after `start`)."""
+        if self._server is None or not self._server.sockets:
+            raise RuntimeError("the proxy is not started")
+        return int(self._server.sockets[0].getsockname()[1])
+
+    async def start(self, host: str | None = None, port: int | None = None, *, reuse_port: bool = False) -> None:
+        """Listen on host:port (default: `proxy.listen`); port 0 picks a free port."""
+        if host is None or port is None:
+            h, p = parse_authority(self.config.proxy.listen)
+            host = h if host is None else host
+            port = p if port is None else port
+        self._server = await asyncio.start_server(self._on_client, host, port, limit=READ_SIZE * 4,
+                                                  backlog=4096, reuse_port=reuse_port or None)
+        if self.config_path is not None:
+            self._mtime = self._stat()
+            if self.config.egress.reload_poll_seconds > 0:
+                self._watch = asyncio.create_task(self._watch_config())
+        log.info("egress proxy listening on %s:%s", host, self.port)
+
+    async def stop(self, grace: float = 0.0) -> None:
+        """Stop listening, give in-flight requests `grace` seconds, then close every connection."""
+        if self._watch is not None:
+            self._watch.cancel()
+            self._watch = None
+        if self._server is not None:
+            self._server.close()
+        if grace and self._conns:
+            await asyncio.wait(list(self._conns), timeout=grace)
+        for s in list(self._streams):
+            s.close()
+        for t in list(self._conns):
+            t.cancel()
+        if self._conns:
+            await asyncio.wait(list(self._conns), timeout=2.0)
+        self.pool.close_all()
+        if self._server is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._server.wait_closed(), 2.0)
+            self._server = None
+
+    async def serve_forever(self) -> None:
+        assert self._server is not None
+        await self._server.serve_forever()
+
+    # ------------------------------------------------------------------ reload
+    def reload(self, config: Config) -> list[str]:
+        """Swap in a new configuration; returns how it weakens security (each is logged).
+
+        Raises (and keeps the old configuration) when the new one cannot be used, e.g. a bad rule
+        file or missing CA. Requests already running finish under the configuration they started with.
+        """
+        new = ProxyState(config, self.state.generation + 1)
+        weak = weakenings(self.state.config, config)
+        if config.proxy.listen != self.state.config.proxy.listen:
+            log.warning("proxy.listen changed to %s: takes effect after a restart", config.proxy.listen)
+        self.state = new
+        self.pool.per_key = config.egress.upstream_pool_size
+        self.stats["reloads"] += 1
+        for w in weak:
+            log.warning("config reload weakens security: %s", w)
+        log.info("configuration reloaded (generation %d)", new.generation)
+        return weak
+
+    def reload_from_file(self, path: str | Path | None = None) -> bool:
+        """Validate and apply the config file; an invalid one is refused and the old one stays."""
+        p = Path(path) if path else self.config_path
+        if p is None:
+            log.warning("reload requested but the proxy was started without a config file")
+            return False
+        try:
+            cfg = load_config(p)
+            self.reload(cfg)
+        except (ConfigError, CAError, ValueError, OSError, ssl.SSLError) as exc:
+            self.stats["reloads_refused"] += 1
+            log.error("config reload refused, keeping the running configuration: %s", exc)
+            return False
+        return True
+
+    def _stat(self) -> tuple[int, int] | None:
+        try:
+            st = os.stat(self.config_path) if self.config_path else None
+        except OSError:
+            return None
+        return (st.st_mtime_ns, st.st_size) if st else None
+
+    async def _watch_config(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.egress.reload_poll_seconds or 2.0)
+            cur = self._stat()
+            if cur is not None and cur != self._mtime:
+                self._mtime = cur
+                self.reload_from_file()
+
+    # ------------------------------------------------------------------ connections
+    async def _on_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        stream = PlainStream(reader, writer)
+        peer = writer.get_extra_info("peername")
+        client_ip = str(peer[0]) if peer else "unknown"
+        if len(self._conns) >= self.config.proxy.max_connections:
+            writer.write(b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+            stream.close()
+            return
+        self._conns.add(task)
+        self._streams.add(stream)
+        self.stats["connections"] += 1
+        try:
+            await self._serve_http(stream, client_ip, None)
+        except (_ClientGone, ConnectionError, asyncio.CancelledError, ssl.SSLError):
+            pass
+        except Exception:
+            log.exception("egress connection failed")
+        finally:
+            stream.close()
+            self._streams.discard(stream)
+            self._conns.discard(task)
+
+    async def _read_head(self, conn: h11.Connection, stream: ByteStream, state: ProxyState) -> h11.Event:
+        """The next request head: `idle_timeout` for its first byte, then `header_timeout` for all of it."""
+        pc = state.config.proxy
+        loop = asyncio.get_running_loop()
+        started = bool(conn.trailing_data[0])
+        deadline = loop.time() + (pc.header_timeout if started else pc.idle_timeout)
+        while True:
+            ev = conn.next_event()
+            if ev is not h11.NEED_DATA:
+                return ev  # type: ignore[return-value]
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise TimeoutError
+            async with asyncio.timeout(remaining):
+                data = await stream.read(READ_SIZE)
+            if data and not started:
+                started = True
+                deadline = loop.time() + pc.header_timeout
+            conn.receive_data(data)
+
+    async def _serve_http(self, stream: ByteStream, client_ip: str, tunnel: Tunnel | None) -> None:
+        state = self.state
+        conn = h11.Connection(h11.SERVER, max_incomplete_event_size=state.config.proxy.max_header_bytes)
+        while True:
+            state = self.state
+            try:
+                ev = await self._read_head(conn, stream, state)
+            except TimeoutError:
+                if conn.trailing_data[0]:
+                    await self._send_simple(conn, stream, 408, "request head not received in time")
+                return
+            except h11.RemoteProtocolError as exc:
+                status = 431 if exc.error_status_hint == 431 else 400
+                await self._send_simple(conn, stream, status, f"malformed request: {exc}")
+                return
+            if isinstance(ev, h11.ConnectionClosed) or not isinstance(ev, h11.Request):
+                return
+            self.stats["requests"] += 1
+            if len(ev.headers) > state.config.proxy.max_headers:
+                await self._send_simple(conn, stream, 431, "too many header fields")
+                return
+            keep = await self._dispatch(conn, stream, ev, state, client_ip, tunnel)
+            if not keep or conn.our_state is not h11.DONE or conn.their_state is not h11.DONE:
+                return
+            try:
+                conn.start_next_cycle()
+            except h11.LocalProtocolError:
+                return
+
+    async def _dispatch(self, conn: h11.Connection, stream: ByteStream, req: h11.Request, state: ProxyState,
+                        client_ip: str, tunnel: Tunnel | None) -> bool:
+        raw_headers = list(req.headers.raw_items())
+        principal = self.principal_resolver(client_ip, raw_headers)
+        method = req.method.decode("ascii", "replace").upper()
+        target = req.target.decode("latin-1")
+        if method == "CONNECT":
+            if tunnel is not None:
+                await self._send_simple(conn, stream, 400, "CONNECT inside a tunnel is not supported")
+                return False
+            flow = Flow("egress.connect", principal, client_ip, method="CONNECT", headers=raw_headers)
+            return await self._connect(conn, stream, req, flow, state)
+        if tunnel is not None:
+            flow = Flow("egress.connect", principal, client_ip, method=method, headers=raw_headers, intercepted=True)
+            if not target.startswith("/"):
+                await self._send_simple(conn, stream, 400, "absolute-form target inside a tunnel")
+                return False
+            flow.target = Target("https", tunnel.host, tunnel.port, target)
+            flow.pinned_ip = tunnel.ip
+            flow.extra["connect_id"] = tunnel.connect_id
+            return await self._forward(conn, stream, req, flow, state, tunnel)
+        if target.startswith("/"):
+            if method == "GET" and (target == "/fetch" or target.startswith("/fetch?")):
+                flow = Flow("egress.fetch", principal, client_ip, method="GET", headers=raw_headers)
+                return await self._fetch(conn, stream, req, flow, state)
+            await self._send_simple(conn, stream, 400, "not a proxy request: use an absolute URL, CONNECT "
+                                    "or GET /fetch?url=…")
+            return False
+        flow = Flow("egress.http", principal, client_ip, method=method, headers=raw_headers)
+        try:
+            flow.target = parse_absolute_url(target)
+        except TargetError as exc:
+            await self._send_simple(conn, stream, 400, f"bad request target: {exc}")
+            return False
+        return await self._forward(conn, stream, req, flow, state, None)
+
+    # ------------------------------------------------------------------ responses to the client
+    async def _write(self, conn: h11.Connection, stream: ByteStream, *events: h11.Event) -> None:
+        out = b"".join(conn.send(e) or b"" for e in events)
+        stream.write(out)
+        await stream.drain()
+
+    async def _send_simple(self, conn: h11.Connection, stream: ByteStream, status: int, message: str) -> None:
+        """An error that is not a policy decision (malformed request, timeouts): JSON {"error"}."""
+        body = json.dumps({"error": message}).encode()
+        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                   (b"connection", b"close")]
+        try:
+            await self._write(conn, stream, h11.Response(status_code=status, headers=headers),
+                              h11.Data(data=body), h11.EndOfMessage())
+        except h11.LocalProtocolError:
+            # h11 refuses when the peer broke the protocol mid-message; answer in raw bytes.
+            with contextlib.suppress(Exception):
+                reason = {400: b"Bad Request", 408: b"Request Timeout", 431: b"Request Header Fields Too Large"}
+                stream.write(b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\n"
+                             b"connection: close\r\n\r\n" % (status, reason.get(status, b"Error"), len(body)) + body)
+                await stream.drain()
+        except (ConnectionError, OSError):
+            pass
+
+    async def _send_block(self, conn: h11.Connection, stream: ByteStream, flow: Flow, status: int,
+                          finding: Finding | None, *, rule: str = "vallum.blocked", category: str = "protocol",
+                          message: str = "blocked", close: bool = False, retry_after: float | None = None) -> None:
+        body = policy.block_body(flow.id, finding, rule=rule, category=category, message=message)
+        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                   (b"x-vallum-action", b"block"), (b"x-vallum-request-id", flow.id.encode())]
+        if retry_after is not None:
+            headers.append((b"retry-after", str(max(1, int(retry_after + 0.999))).encode()))
+        if close:
+            headers.append((b"connection", b"close"))
+        flow.status = status
+        self.stats["blocked"] += 1
+        try:
+            await self._write(conn, stream, h11.Response(status_code=status, headers=headers),
+                              h11.Data(data=body), h11.EndOfMessage())
+        except h11.LocalProtocolError:
+            raise _ClientGone from None
+
+    def _emit(self, record: DecisionRecord) -> bool:
+        try:
+            return bool(self.sink.emit(record))
+        except Exception:
+            log.exception("decision sink failed; failing closed")
+            return False
+
+    async def _deny(self, conn: h11.Connection, stream: ByteStream, flow: Flow, findings: list[Finding], *,
+                    status: int = 403, direction: str = "request", reason: str | None = None,
+                    close: bool = False, retry_after: float | None = None) -> bool:
+        """Record a block and answer it. Returns whether the client connection may be kept."""
+        self._emit(flow.record(Action.BLOCK, direction=direction, findings=findings, reason=reason))
+        f = policy.primary(findings)
+        await self._send_block(conn, stream, flow, status, f, message=reason or "blocked", close=close,
+                               retry_after=retry_after)
+        return not close
+
+    async def _fail(self, conn: h11.Connection, stream: ByteStream, flow: Flow, state: ProxyState, rule: str,
+                    message: str, *, status: int, direction: str = "request", close: bool = False) -> bool:
+        """A failure that is not a detector finding (upstream down, DNS failed): recorded, fail closed."""
+        f = policy.protocol_finding(state.inspector, rule, message)
+        f = Finding(rule=f.rule, category=f.category, severity=f.severity, action=Action.BLOCK,
+                    message=f.message, location=f.location)
+        return await self._deny(conn, stream, flow, [f], status=status, direction=direction, reason=message,
+                                close=close)
+
+    # ------------------------------------------------------------------ request bodies
+    async def _read_body(self, conn: h11.Connection, stream: ByteStream, req: h11.Request,
+                         state: ProxyState) -> bytes | None:
+        """The whole request body, or None when it exceeds `egress.max_body_bytes`."""
+        limit = state.config.egress.max_body_bytes
+        cl = _header(list(req.headers), b"content-length")
+        if cl is not None and cl.strip().isdigit() and int(cl) > limit:
+            return None
+        if conn.they_are_waiting_for_100_continue:
+            await self._write(conn, stream, h11.InformationalResponse(status_code=100, headers=[]))
+        parts: list[bytes] = []
+        size = 0
+        timeout = state.config.proxy.body_timeout
+        while True:
+            ev = conn.next_event()
+            if ev is h11.NEED_DATA:
+                try:
+                    async with asyncio.timeout(timeout):
+                        data = await stream.read(READ_SIZE)
+                except TimeoutError:
+                    raise _ClientGone from None
+                conn.receive_data(data)
+                continue
+            if isinstance(ev, h11.Data):
+                size += len(ev.data)
+                if size > limit:
+                    return None
+                parts.append(bytes(ev.data))
+            elif isinstance(ev, h11.EndOfMessage):
+                return b"".join(parts)
+            else:
+                raise _ClientGone
+
+    # ------------------------------------------------------------------ shared checks
+    def _limit(self, state: ProxyState, flow: Flow, host: str, nbytes: int) -> tuple[list[Finding], float]:
+        eg = state.config.egress
+        if not eg.rate_limit_per_minute and not eg.data_budget_per_minute:
+            return [], 0.0
+        key = policy.registrable_domain(host)
+        res = self.limiter.check(key, self.clock(), nbytes, eg.rate_limit_per_minute, eg.data_budget_per_minute)
+        if res.allowed:
+            return [], 0.0
+        if res.exceeded == "data_budget":
+            f = state.inspector.finding("egress.data_budget", "rate_limit", "medium",
+                                        f"data budget of {eg.data_budget_per_minute} bytes/min to {key} exceeded",
+                                        location="destination", evidence=key)
+        else:
+            f = state.inspector.finding("egress.rate_limit", "rate_limit", "medium",
+                                        f"rate limit of {eg.rate_limit_per_minute} requests/min to {key} exceeded",
+                                        location="destination", evidence=key)
+        return ([f] if f else []), res.retry_after
+
+    async def _resolve(self, state: ProxyState, flow: Flow, host: str, port: int) -> tuple[str | None, list[Finding],
+                                                                                        str | None]:
+        """Resolve once, check every address, pin the first approved one. (ip, findings, failure)."""
+        literal = _ip_literal(host)
+        if literal is not None:
+            ips = [literal]
+        else:
+            try:
+                async with asyncio.timeout(state.config.egress.dns_timeout):
+                    ips = list(await self.resolver(host))
+            except TimeoutError:
+                return None, [], f"DNS resolution of {host} timed out"
+            except Exception as exc:
+                return None, [], f"DNS resolution of {host} failed ({type(exc).__name__})"
+            if not ips:
+                return None, [], f"{host} has no address"
+        findings: list[Finding] = []
+        for ip in ips:
+            findings.extend(policy.address_finding(state.inspector, host, ip, port))
+        flow.extra["resolved"] = ips
+        if strongest([f.action for f in findings]) is Action.BLOCK:
+            return None, findings, None
+        return ips[0], findings, None
+
+    # ------------------------------------------------------------------ forward proxy
+    async def _forward(self, conn: h11.Connection, stream: ByteStream, req: h11.Request, flow: Flow,
+                       state: ProxyState, tunnel: Tunnel | None) -> bool:
+        insp = state.inspector
+        target = flow.target
+        assert target is not None
+        body = await self._read_body(conn, stream, req, state)
+        if body is None:
+            f = policy.protocol_finding(insp, "egress.body_too_large",
+                                        f"request body over egress.max_body_bytes ({state.config.egress.max_body_bytes})"
+                                        "; not inspected")
+            f = Finding(rule=f.rule, category=f.category, severity=f.severity, action=Action.BLOCK,
+                        message=f.message, location="request.body")
+            return await self._deny(conn, stream, flow, [f], close=True, reason=f.message)
+        flow.body = body
+        headers = flow.headers
+        url = target.url
+        findings: list[Finding] = []
+        if tunnel is not None:
+            host_hdr = _header(headers, b"host")
+            if host_hdr is not None:
+                try:
+                    hh, hp = parse_authority(host_hdr, tunnel.port)
+                except TargetError:
+                    hh, hp = "", 0
+                if (hh, hp) != (tunnel.host, tunnel.port):
+                    findings.append(policy.protocol_finding(
+                        insp, "egress.host_mismatch", "Host header does not match the CONNECT target "
+                        "(domain fronting)", category="url", location="request.headers.host"))
+        findings += policy.url_findings(insp, url, flow.method, "url")
+        findings += policy.request_findings(
+            insp, flow.method, url, policy.headers_dict(headers), body,
+            content_type=_header(headers, b"content-type"), content_encoding=_header(headers, b"content-encoding"),
+            max_body_bytes=state.config.egress.max_body_bytes)
+        findings = dedupe(findings)
+        if strongest([f.action for f in findings]) is Action.BLOCK:
+            return await self._deny(conn, stream, flow, findings)
+        lim, retry = self._limit(state, flow, target.host, len(body) + len(url))
+        findings += lim
+        if lim and strongest([f.action for f in lim]) is Action.BLOCK:
+            return await self._deny(conn, stream, flow, findings, status=429, retry_after=retry)
+        if tunnel is None:
+            ip, addr, failure = await self._resolve(state, flow, target.host, target.port)
+            findings += addr
+            if failure:
+                return await self._fail(conn, stream, flow, state, "egress.dns_failure", failure, status=502)
+            if ip is None:
+                return await self._deny(conn, stream, flow, findings)
+            flow.pinned_ip = ip
+        flow.findings = findings
+        action = flow.action()
+        if not self._emit(flow.record(action)):
+            return await self._fail(conn, stream, flow, state, "vallum.sink_refused",
+                                    "the decision could not be recorded; blocked (fail closed)", status=403)
+        return await self._exchange(conn, stream, req, flow, state, body, warned=action is Action.WARN)
+
+    def _upstream_headers(self, flow: Flow, body: bytes) -> list[tuple[bytes, bytes]]:
+        assert flow.target is not None
+        out = [(b"host", flow.target.authority.encode("idna") if not flow.target.authority.isascii()
+                else flow.target.authority.encode())]
+        conn_tokens = {t.strip().lower().encode() for t in (_header(flow.headers, b"connection") or "").split(",")}
+        for k, v in flow.headers:
+            lk = k.lower()
+            if lk in HOP_BY_HOP or lk == b"host" or lk == b"content-length" or lk in conn_tokens:
+                continue
+            out.append((k, v))
+        if body or flow.method in ("POST", "PUT", "PATCH"):
+            out.append((b"content-length", str(len(body)).encode()))
+        return out
+
+    async def _exchange(self, conn: h11.Connection, stream: ByteStream, req: h11.Request, flow: Flow,
+                        state: ProxyState, body: bytes, *, warned: bool) -> bool:
+        eg = state.config.egress
+        target = flow.target
+        assert target is not None and flow.pinned_ip is not None
+        key = UpstreamKey(target.scheme, flow.pinned_ip, target.port,
+                          target.host if target.scheme == "https" else None)
+        up_headers = self._upstream_headers(flow, body)
+        method = flow.method.encode()
+        path = target.path.encode("latin-1")
+        up: UpstreamConn | None = None
+        for attempt in (0, 1):
+            try:
+                up = await self.pool.acquire(key, connect_timeout=eg.connect_timeout, tls_context=state.upstream_tls)
+                resp = await send_request(up, method, path, up_headers, body, eg.upstream_timeout)
+                break
+            except UpstreamError as exc:
+                stale = up is not None and up.reused and attempt == 0 and exc.kind == "protocol"
+                if up is not None:
+                    up.close()
+                    up = None
+                if stale:
+                    continue  # a pooled connection the server had closed: retry once on a fresh one
+                rule = "egress.upstream_timeout" if exc.kind == "timeout" else "egress.upstream_error"
+                return await self._fail(conn, stream, flow, state, rule, str(exc),
+                                        status=504 if exc.kind == "timeout" else 502)
+        assert up is not None
+        flow.status = resp.status_code
+        try:
+            return await self._relay_response(conn, stream, flow, state, up, resp, warned=warned)
+        except UpstreamError as exc:
+            up.close()
+            if conn.our_state is h11.SEND_RESPONSE:
+                rule = "egress.upstream_timeout" if exc.kind == "timeout" else "egress.upstream_error"
+                return await self._fail(conn, stream, flow, state, rule, str(exc),
+                                        status=504 if exc.kind == "timeout" else 502, direction="response")
+            self._emit(flow.record(Action.BLOCK, direction="response", findings=[], reason=str(exc)))
+            raise _ClientGone from None
+        except BaseException:
+            up.close()
+            raise
+
+    def _client_headers(self, resp: h11.Response, warned: bool) -> list[tuple[bytes, bytes]]:
+        conn_tokens = {t.strip().lower().encode()
+                       for t in (_header(list(resp.headers), b"connection") or "").split(",")}
+        out = [(k, v) for k, v in resp.headers.raw_items()
+               if k.lower() not in HOP_BY_HOP and k.lower() not in conn_tokens]
+        if warned:
+            out.append((b"x-vallum-action", b"warn"))
+        return out
+
+    async def _relay_response(self, conn: h11.Connection, stream: ByteStream, flow: Flow, state: ProxyState,
+                              up: UpstreamConn, resp: h11.Response, *, warned: bool) -> bool:
+        eg = state.config.egress
+        insp = state.inspector
+        ctype = _header(list(resp.headers), b"content-type")
+        no_body = flow.method == "HEAD" or resp.status_code in (204, 304) or 100 <= resp.status_code < 200
+        if eg.scan_responses and not no_body and policy.is_sse(ctype):
+            return await self._relay_sse(conn, stream, flow, state, up, resp, warned=warned)
+        if eg.scan_responses and not no_body and policy.is_scannable(ctype):
+            rbody = await read_body(up, eg.upstream_timeout, eg.max_response_bytes)
+            if rbody is None:
+                up.close()
+                f = policy.protocol_finding(insp, "egress.response_too_large",
+                                            f"response over egress.max_response_bytes ({eg.max_response_bytes})"
+                                            "; not inspected", location="response.body")
+                f = Finding(rule=f.rule, category=f.category, severity=f.severity, action=Action.BLOCK,
+                            message=f.message, location=f.location)
+                return await self._deny(conn, stream, flow, [f], direction="response", reason=f.message)
+            self.pool.release(up)
+            rh = list(resp.headers)
+            findings = policy.response_findings(
+                insp, flow.url, resp.status_code, policy.headers_dict(rh), rbody, content_type=ctype,
+                content_encoding=_header(rh, b"content-encoding"), max_body_bytes=eg.max_response_bytes)
+            action = strongest([f.action for f in findings])
+            if action is Action.BLOCK:
+                return await self._deny(conn, stream, flow, findings, direction="response")
+            if not self._emit(flow.record(action, direction="response", findings=findings)):
+                return await self._fail(conn, stream, flow, state, "vallum.sink_refused",
+                                        "the decision could not be recorded; blocked (fail closed)",
+                                        status=403, direction="response")
+            events: list[h11.Event] = [h11.Response(status_code=resp.status_code, reason=resp.reason,
+                                                    headers=self._client_headers(resp, warned or action is Action.WARN))]
+            if rbody:
+                events.append(h11.Data(data=rbody))
+            events.append(h11.EndOfMessage())
+            await self._write(conn, stream, *events)
+            return True
+        # Not text (images, archives, binary): streamed through as is.
+        await self._write(conn, stream, h11.Response(status_code=resp.status_code, reason=resp.reason,
+                                                     headers=self._client_headers(resp, warned)))
+        async for chunk in iter_body(up, eg.upstream_timeout):
+            stream.write(conn.send(h11.Data(data=chunk)) or b"")
+            await stream.drain()
+        await self._write(conn, stream, h11.EndOfMessage())
+        self.pool.release(up)
+        return True
+
+    async def _relay_sse(self, conn: h11.Connection, stream: ByteStream, flow: Flow, state: ProxyState,
+                         up: UpstreamConn, resp: h11.Response, *, warned: bool) -> bool:
+        """Forward an event stream event by event, each after it was scanned (and across events)."""
+        eg = state.config.egress
+        insp = state.inspector
+        headers = [(k, v) for k, v in self._client_headers(resp, warned) if k.lower() != b"content-length"]
+        await self._write(conn, stream, h11.Response(status_code=resp.status_code, reason=resp.reason,
+                                                     headers=headers))
+        splitter = SSESplitter(eg.max_response_bytes)
+        scanner = SSEScanner(lambda text, loc: policy.text_findings(insp, text, loc), eg.sse_window_chars)
+        seen: list[Finding] = []
+
+        async def block(findings: list[Finding], reason: str | None = None) -> bool:
+            up.close()
+            f = policy.primary(findings)
+            self.stats["blocked"] += 1
+            self._emit(flow.record(Action.BLOCK, direction="response", findings=seen + findings, reason=reason))
+            event = b"event: vallum.block\ndata: " + policy.block_body(flow.id, f, message=reason or "blocked") + b"\n\n"
+            await self._write(conn, stream, h11.Data(data=event), h11.EndOfMessage())
+            return False
+
+        try:
+            async for chunk in iter_body(up, eg.upstream_timeout):
+                for raw in splitter.feed(chunk):
+                    fs = scanner.scan(raw)
+                    if fs and strongest([f.action for f in fs]) is Action.BLOCK:
+                        return await block(fs)
+                    seen.extend(fs)
+                    stream.write(conn.send(h11.Data(data=raw)) or b"")
+                await stream.drain()
+            rest = splitter.flush()
+            if rest:
+                fs = scanner.scan(rest)
+                if fs and strongest([f.action for f in fs]) is Action.BLOCK:
+                    return await block(fs)
+                seen.extend(fs)
+                stream.write(conn.send(h11.Data(data=rest)) or b"")
+        except SSEError as exc:
+            f = policy.protocol_finding(insp, "egress.sse_event_too_large", str(exc), location="response.sse")
+            return await block([f], str(exc))
+        except UpstreamError as exc:
+            return await block([], str(exc))
+        await self._write(conn, stream, h11.EndOfMessage())
+        self.pool.release(up)
+        self._emit(flow.record(strongest([f.action for f in seen]), direction="response", findings=seen))
+        return True
+
+    # ------------------------------------------------------------------ CONNECT
+    async def _connect(self, conn: h11.Connection, stream: ByteStream, req: h11.Request, flow: Flow,
+                       state: ProxyState) -> bool:
+        insp = state.inspector
+        try:
+            host, port = parse_authority(req.target.decode("latin-1"))
+        except TargetError as exc:
+            await self._send_simple(conn, stream, 400, f"bad CONNECT target: {exc}")
+            return False
+        flow.target = Target("https", host, port, "/")
+        # The CONNECT request has no body; read its end so h11 knows the tunnel may start.
+        try:
+            ev = conn.next_event()
+        except h11.RemoteProtocolError:
+            ev = None
+        if not isinstance(ev, h11.EndOfMessage):
+            await self._send_simple(conn, stream, 400, "CONNECT with a body")
+            return False
+        findings = dedupe(policy.url_findings(insp, flow.target.url, "CONNECT", "connect"))
+        if strongest([f.action for f in findings]) is Action.BLOCK:
+            return await self._deny(conn, stream, flow, findings, close=True)
+        lim, retry = self._limit(state, flow, host, 0)
+        findings += lim
+        if lim and strongest([f.action for f in lim]) is Action.BLOCK:
+            return await self._deny(conn, stream, flow, findings, status=429, close=True, retry_after=retry)
+        ip, addr, failure = await self._resolve(state, flow, host, port)
+        findings += addr
+        if failure:
+            return await self._fail(conn, stream, flow, state, "egress.dns_failure", failure, status=502, close=True)
+        if ip is None:
+            return await self._deny(conn, stream, flow, findings, close=True)
+        flow.pinned_ip = ip
+        flow.findings = findings
+        if not self._emit(flow.record(flow.action())):
+            return await self._fail(conn, stream, flow, state, "vallum.sink_refused",
+                                    "the decision could not be recorded; blocked (fail closed)", status=403,
+                                    close=True)
+        # 200 written by hand: h11 would add framing headers that a CONNECT 2xx must not carry.
+        stream.write(b"HTTP/1.1 200 Connection Established\r\n\r\n")
+        await stream.drain()
+        buf, _closed = conn.trailing_data
+        hello = None
+        try:
+            async with asyncio.timeout(state.config.proxy.header_timeout):
+                while (hello := parse_client_hello(buf)) is None:
+                    data = await stream.read(READ_SIZE)
+                    if not data:
+                        return False
+                    buf += data
+        except TimeoutError:
+            self._emit(flow.record(Action.BLOCK, findings=[], reason="no TLS ClientHello in time"))
+            return False
+        except ClientHelloError as exc:
+            f = policy.protocol_finding(insp, "egress.tunnel_not_tls",
+                                        f"CONNECT tunnel does not start with a TLS ClientHello ({exc})",
+                                        location="connect.tls")
+            return self._tunnel_refused(flow, f, force_block=True)
+        sni = hello.sni
+        flow.extra["sni"] = sni
+        if sni is None:
+            if _ip_literal(host) is None:
+                f = policy.protocol_finding(insp, "egress.sni_missing",
+                                            "TLS ClientHello without a server name for a named CONNECT target",
+                                            category="url", location="connect.sni")
+                if not self._tunnel_refused(flow, f):
+                    return False
+        elif sni != host:
+            f = policy.protocol_finding(insp, "egress.sni_mismatch",
+                                        f"TLS server name {sni!r} does not match the CONNECT target {host!r} "
+                                        "(domain fronting)", category="url", location="connect.sni")
+            if not self._tunnel_refused(flow, f):
+                return False
+        tls = state.config.egress.tls
+        if state.ca is not None and tls.intercept and not policy.domain_matches(host, tls.passthrough):
+            flow.intercepted = True
+            try:
+                inner = await TLSStream.server(stream, state.ca.context_for(sni or host), initial=buf,
+                                               timeout=state.config.proxy.header_timeout)
+            except (ssl.SSLError, ConnectionError, TimeoutError, OSError) as exc:
+                log.info("TLS interception handshake with the client failed: %s", exc)
+                return False
+            await self._serve_http(inner, flow.client, Tunnel(host, port, ip, flow.id))
+            inner.close()
+            return False
+        await self._splice(stream, buf, flow, state)
+        return False
+
+    def _tunnel_refused(self, flow: Flow, finding: Finding, force_block: bool = False) -> bool:
+        """Record a tunnel-level finding after the 200; True when the tunnel may go on (audit)."""
+        action = Action.BLOCK if force_block else finding.action
+        self._emit(flow.record(action, findings=[finding], reason=finding.message))
+        if action is Action.BLOCK:
+            self.stats["blocked"] += 1
+            return False
+        return True
+
+    async def _splice(self, client: ByteStream, first: bytes, flow: Flow, state: ProxyState) -> None:
+        assert flow.pinned_ip is not None and flow.target is not None
+        eg = state.config.egress
+        try:
+            async with asyncio.timeout(eg.connect_timeout):
+                r, w = await self.connector(flow.pinned_ip, flow.target.port)
+        except (OSError, TimeoutError) as exc:
+            self._emit(flow.record(Action.BLOCK, findings=[], reason=f"cannot connect upstream: {exc}"))
+            return
+        upstream = PlainStream(r, w)
+        upstream.write(first)
+        idle = state.config.proxy.tunnel_idle_timeout
+        sent = [len(first), 0]
+
+        async def pump(src: ByteStream, dst: PlainStream | ByteStream, idx: int) -> None:
+            try:
+                while True:
+                    async with asyncio.timeout(idle):
+                        data = await src.read(READ_SIZE)
+                    if not data:
+                        break
+                    sent[idx] += len(data)
+                    dst.write(data)
+                    await dst.drain()
+            except (TimeoutError, ConnectionError, OSError):
+                pass
+            finally:
+                if isinstance(dst, PlainStream):
+                    dst.write_eof()
+
+        try:
+            a = asyncio.ensure_future(pump(client, upstream, 0))
+            b = asyncio.ensure_future(pump(upstream, client, 1))
+            _done, _pending = await asyncio.wait({a, b}, return_when=asyncio.ALL_COMPLETED)
+        finally:
+            upstream.close()
+        flow.extra["bytes_out"], flow.extra["bytes_in"] = sent
+
+    # ------------------------------------------------------------------ fetch
+    async def _fetch(self, conn: h11.Connection, stream: ByteStream, req: h11.Request, flow: Flow,
+                     state: ProxyState) -> bool:
+        insp = state.inspector
+        eg = state.config.egress
+        query = urlsplit(req.target.decode("latin-1")).query
+        urls = parse_qs(query).get("url")
+        if not urls or not urls[0]:
+            await self._send_simple(conn, stream, 400, "missing url parameter: GET /fetch?url=…")
+            return True
+        url = urls[0]
+        findings: list[Finding] = []
+        hops = 0
+        while True:
+            try:
+                flow.target = parse_absolute_url(url)
+            except TargetError as exc:
+                await self._send_simple(conn, stream, 400, f"bad url: {exc}")
+                return True
+            hop = f"fetch.url[{hops}]" if hops else "fetch.url"
+            fs = dedupe(policy.url_findings(insp, flow.target.url, "GET", hop))
+            findings += fs
+            if strongest([f.action for f in fs]) is Action.BLOCK:
+                return await self._deny(conn, stream, flow, findings)
+            lim, retry = self._limit(state, flow, flow.target.host, len(url))
+            findings += lim
+            if lim and strongest([f.action for f in lim]) is Action.BLOCK:
+                return await self._deny(conn, stream, flow, findings, status=429, retry_after=retry)
+            ip, addr, failure = await self._resolve(state, flow, flow.target.host, flow.target.port)
+            findings += addr
+            if failure:
+                return await self._fail(conn, stream, flow, state, "egress.dns_failure", failure, status=502)
+            if ip is None:
+                return await self._deny(conn, stream, flow, findings)
+            flow.pinned_ip = ip
+            try:
+                status, rheaders, rbody = await self._fetch_once(flow, state)
+            except UpstreamError as exc:
+                rule = "egress.upstream_timeout" if exc.kind == "timeout" else "egress.upstream_error"
+                return await self._fail(conn, stream, flow, state, rule, str(exc),
+                                        status=504 if exc.kind == "timeout" else 502)
+            if rbody is None:
+                return await self._fail(conn, stream, flow, state, "egress.response_too_large",
+                                        f"fetched body over egress.fetch_max_bytes ({eg.fetch_max_bytes})", status=403)
+            location = _header(rheaders, b"location")
+            if status in REDIRECTS and location:
+                hops += 1
+                if hops > eg.max_redirects:
+                    return await self._fail(conn, stream, flow, state, "egress.too_many_redirects",
+                                            f"more than {eg.max_redirects} redirects", status=403)
+                url = urljoin(flow.target.url, location)
+                flow.extra.setdefault("redirects", []).append(url)
+                continue
+            break
+        ctype = _header(rheaders, b"content-type") or ""
+        content, cfind = self._fetch_content(state, rbody, ctype, _header(rheaders, b"content-encoding"))
+        findings = dedupe(findings + cfind)
+        flow.status = status
+        flow.findings = findings
+        action = flow.action()
+        if action is Action.BLOCK:
+            return await self._deny(conn, stream, flow, findings, direction="response")
+        if not self._emit(flow.record(action, direction="response")):
+            return await self._fail(conn, stream, flow, state, "vallum.sink_refused",
+                                    "the decision could not be recorded; blocked (fail closed)", status=403)
+        out = json.dumps({"url": flow.target.url, "status": status, "content_type": ctype, "content": content,
+                          "findings": [f.to_dict() for f in findings]}, ensure_ascii=False).encode()
+        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(out)).encode()),
+                   (b"x-vallum-action", str(action).encode()), (b"x-vallum-request-id", flow.id.encode())]
+        await self._write(conn, stream, h11.Response(status_code=200, headers=headers), h11.Data(data=out),
+                          h11.EndOfMessage())
+        return True
+
+    async def _fetch_once(self, flow: Flow, state: ProxyState) -> tuple[int, list[tuple[bytes, bytes]], bytes | None]:
+        eg = state.config.egress
+        t = flow.target
+        assert t is not None and flow.pinned_ip is not None
+        key = UpstreamKey(t.scheme, flow.pinned_ip, t.port, t.host if t.scheme == "https" else None)
+        headers = [(b"host", t.authority.encode("idna") if not t.authority.isascii() else t.authority.encode()),
+                   (b"user-agent", FETCH_UA),
+                   (b"accept", b"text/html,text/plain;q=0.9,application/json;q=0.9,*/*;q=0.5"),
+                   (b"accept-encoding", b"gzip, deflate, br")]
+        up = await self.pool.acquire(key, connect_timeout=eg.connect_timeout, tls_context=state.upstream_tls)
+        try:
+            resp = await send_request(up, b"GET", t.path.encode("latin-1"), headers, b"", eg.upstream_timeout)
+            body = await read_body(up, eg.upstream_timeout, eg.fetch_max_bytes)
+        except BaseException:
+            up.close()
+            raise
+        if body is None:
+            up.close()
+        else:
+            self.pool.release(up)
+        return resp.status_code, list(resp.headers), body
+
+    def _fetch_content(self, state: ProxyState, body: bytes, ctype: str,
+                       encoding: str | None) -> tuple[str, list[Finding]]:
+        insp = state.inspector
+        eg = state.config.egress
+        if encoding and encoding.strip().lower() not in ("identity", ""):
+            try:
+                from vallum.detection.http import decompress_body
+
+                body = decompress_body(body, encoding, eg.fetch_max_bytes)
+            except Exception as exc:
+                f = policy.protocol_finding(insp, "egress.body_not_inspectable",
+                                            f"fetched body cannot be decoded ({exc})", location="fetch.body")
+                return "", [f]
+        charset = "utf-8"
+        for part in ctype.split(";")[1:]:
+            k, _, v = part.strip().partition("=")
+            if k.lower() == "charset" and v:
+                charset = v.strip('"').strip()
+        try:
+            text = body.decode(charset, errors="replace")
+        except LookupError:
+            text = body.decode("utf-8", errors="replace")
+        mt = policy.media_type(ctype)
+        if mt in ("text/html", "application/xhtml+xml") or (not mt and "<html" in text[:2048].lower()):
+            findings = policy.html_findings(insp, text, "fetch.html")
+            try:
+                from vallum.detection.html import html_to_text
+
+                content = html_to_text(text)
+            except Exception as exc:
+                return "", [*findings, policy.internal_error(insp, exc, "fetch.text")]
+            findings += policy.text_findings(insp, content, "fetch.text")
+            return content, findings
+        if policy.is_scannable(ctype):
+            return text, policy.text_findings(insp, text, "fetch.content")
+        return "", []
+
+
+async def run_proxy(config: Config, *, config_path: str | Path | None = None, listen: str | None = None,
+                    sink: DecisionSink | None = None, ready: Callable[[EgressProxy], None] | None = None) -> None:
+    """Run the proxy until SIGINT/SIGTERM; SIGHUP reloads the config file (the CLI's entry point)."""
+    proxy = EgressProxy(config, sink, config_path=config_path)
+    host, port = parse_authority(listen or config.proxy.listen)
+    await proxy.start(host, port)
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    with contextlib.suppress(NotImplementedError, RuntimeError):
+        loop.add_signal_handler(signal.SIGHUP, proxy.reload_from_file)
+        loop.add_signal_handler(signal.SIGINT, stop.set)
+        loop.add_signal_handler(signal.SIGTERM, stop.set)
+    if ready is not None:
+        ready(proxy)
+    try:
+        await stop.wait()
+    finally:
+        await proxy.stop(grace=5.0)
+
+
