@@ -48,7 +48,9 @@ KNOWN_TRANSPORTS = (
 )
 KNOWN_ACTIONS = ("allow", "warn", "block", "review", "challenge")
 #: seconds; from 50 µs (a cache hit) to 5 s (a stalled upstream)
-LATENCY_BUCKETS = (0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+LATENCY_BUCKETS = (
+    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+)
 
 
 class BoundedLabel:

@@ -71,32 +71,42 @@ def json_safe(value: Any) -> Any:
 
 
 def decision_body(record: DecisionRecord) -> tuple[dict[str, Any], int]:
-    """The decision-specific members of an entry, re-redacted; returns (body, redactions)."""
+    """The decision-specific members of an entry, re-redacted and canonically encodable;
+    returns (body, number of redactions)."""
     d = record.to_dict()
     ts = d.pop("ts")
     n = 0
     dest = d.get("destination")
-    if dest:
+    if type(dest) is str:
         d["destination"], k = scrub_text(dest)
         n += k
     if d["principal"]:
-        d["principal"], k = scrub_value(d["principal"])
+        d["principal"], k = scrub_value(json_safe(d["principal"]))
         n += k
+    for name in ("request_id", "transport", "direction", "action"):
+        if type(d[name]) is not str:
+            d[name] = json_safe(d[name])
     for f in d["findings"]:
-        for field in ("evidence", "message", "location"):
-            f[field], k = scrub_text(f[field])
-            n += k
+        for name in ("evidence", "message", "location"):
+            v = f[name]
+            if type(v) is str:
+                f[name], k = scrub_text(v)
+                n += k
+        if "score" in f:
+            f["score"] = json_safe(f["score"])
         if "extra" in f:
-            f["extra"], k = scrub_value(f["extra"])
+            f["extra"], k = scrub_value(json_safe(f["extra"]))
             n += k
     if "reason" in d:
-        d["reason"], k = scrub_text(d["reason"])
+        d["reason"], k = scrub_text(str(d["reason"]))
         n += k
+    if "duration_ms" in d:
+        d["duration_ms"] = json_safe(d["duration_ms"])
     if "extra" in d:
-        d["extra"], k = scrub_value(d["extra"])
+        d["extra"], k = scrub_value(json_safe(d["extra"]))
         n += k
     d["ts"] = rfc3339(ts) if isinstance(ts, (int, float)) else str(ts)
-    return json_safe(d), n
+    return d, n
 
 
 def checkpoint_message(seq: int, prev: str, ts: str, key_id: str, reason: str) -> bytes:

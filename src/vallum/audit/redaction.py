@@ -21,13 +21,13 @@ from typing import Any
 
 from vallum.detection.model import redact
 
-_TOKEN = r"[A-Za-z0-9_+=\-]{24,}"
+_LONG_RUN = r"[A-Za-z0-9_+=\-]{24,}"
 _SENSITIVE_NAME = (
     r"(?:pass(?:word|wd)?|pwd|secret|token|api[_\-]?key|apikey|access[_\-]?key|private[_\-]?key|"
     r"client[_\-]?secret|auth(?:orization)?|session[_\-]?id|cookie|signature|sig|credential)"
 )
-_CANDIDATE = re.compile(rf"{_TOKEN}|(?i:{_SENSITIVE_NAME}|bearer|basic\s)|://[^\s/@]*:[^\s/@]*@")
-_TOKEN_RE = re.compile(_TOKEN)
+_CANDIDATE = re.compile(rf"{_LONG_RUN}|(?i:{_SENSITIVE_NAME}|bearer|basic\s)|://[^\s/@]*:[^\s/@]*@")
+_LONG_RUN_RE = re.compile(_LONG_RUN)
 _NAMED_VALUE = re.compile(
     rf"(?i)(\b{_SENSITIVE_NAME}[\"']?\s*[=:]\s*[\"']?)(?!(?:bearer|basic)\s)([^\s\"'&,;]{{4,}})"
 )
@@ -81,7 +81,7 @@ def scrub_text(text: str) -> tuple[str, int]:
     out = _USERINFO.sub(_value, text)
     out = _BEARER.sub(_value, out)
     out = _NAMED_VALUE.sub(_value, out)
-    out = _TOKEN_RE.sub(_token, out)
+    out = _LONG_RUN_RE.sub(_token, out)
     return out, count
 
 

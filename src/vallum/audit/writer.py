@@ -277,7 +277,7 @@ class AuditLog:
             found["previous_end"] = "torn"
             found["torn_tail"] = torn_tail(path.name, len(data) - len(torn), torn).to_dict()
         rotated_out = last is not None and last[0]["kind"] == KIND_CHECKPOINT and last[0].get("reason") == "rotate"
-        if torn or rotated_out or last is None and lines:
+        if torn or rotated_out or (last is None and lines):
             # Never append after a torn line or a rotation checkpoint: start the next file.
             self._open_segment(number + 1)
         else:
@@ -392,7 +392,12 @@ class AuditLog:
     def _make(self, kind: str, ts: str, fields: dict[str, Any]) -> None:
         entry = {"v": FORMAT_VERSION, "seq": self._seq, "kind": kind, "ts": ts, "prev": self._prev}
         entry.update(fields)
-        encoded = encode_normalized(entry)
+        try:
+            encoded = encode_normalized(entry)
+        except (TypeError, ValueError):
+            # An unexpected type or a lone surrogate slipped past the fast path: take the slow one.
+            entry = json_safe(entry)
+            encoded = encode_normalized(entry)
         digest = hashlib.sha256(encoded).hexdigest()
         line = entry_line(encoded, digest)
         entry["hash"] = digest

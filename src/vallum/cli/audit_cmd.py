@@ -1,9 +1,111 @@
-"""CLI commands of one area; `register(app)` adds them to the main app."""
+"""`vallum audit verify` and `vallum audit show`."""
 
 from __future__ import annotations
 
+import json
+import sys
+import time
+from pathlib import Path
+
 import typer
+
+from vallum.cli.common import CONFIG_OPTION, config_or_exit
+
+audit_app = typer.Typer(help="Verify and read the hash-chained, signed audit log.", no_args_is_help=True)
+
+
+@audit_app.command("verify")
+def verify(
+    path: Path = typer.Argument(..., help="An audit log directory or one audit-NNNNNN.jsonl file."),
+    key: list[Path] = typer.Option(
+        None, "--key", "-k",
+        help="Trusted public key (PEM or base64). Repeat for logs signed by several keys. "
+        "Default: audit.pub beside the log.",
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+) -> None:
+    """Check hashes, chain, checkpoint signatures and file boundaries.
+
+    Exit 0 intact, 1 tampered or truncated (names the first bad file and sequence number),
+    2 unreadable.
+    """
+    from vallum.audit.verify import verify_log
+
+    report = verify_log(path, key or None)
+    if as_json:
+        print(json.dumps(report.to_dict(), ensure_ascii=False))
+        raise typer.Exit(report.exit_code)
+    out = sys.stdout if report.ok else sys.stderr
+    if report.key_source:
+        print(f"public key: {report.key_source}", file=out)
+    if report.status == "unreadable":
+        for n in report.notes:
+            print(f"error: {n}", file=sys.stderr)
+        raise typer.Exit(2)
+    if report.problem is not None:
+        p = report.problem
+        print(f"TAMPERED: {p}", file=out)
+        print(f"first bad file: {p.file}", file=out)
+        print(f"first bad seq: {p.seq if p.seq is not None else '?'}", file=out)
+        print(f"entries verified before it: {report.entries}", file=out)
+    else:
+        signed = "none" if report.signed_through is None else f"through seq {report.signed_through}"
+        print(
+            f"OK: {report.entries} entries (seq {report.first_seq}..{report.last_seq}) in {len(report.files)} "
+            f"file(s), {report.checkpoints} checkpoints verified, signed {signed}",
+            file=out,
+        )
+    for n in report.notes:
+        print(f"note: {n}", file=out)
+    raise typer.Exit(report.exit_code)
+
+
+@audit_app.command("show")
+def show(
+    path: Path = typer.Argument(None, help="Log directory or file (default: the configured audit directory)."),
+    since: str = typer.Option(None, "--since", help="RFC 3339 time, date, epoch seconds, or 15m/2h/7d ago."),
+    until: str = typer.Option(None, "--until", help="Same forms as --since."),
+    rule: str = typer.Option(None, "--rule", help="Rule id; '*' wildcards allowed (dlp.*)."),
+    principal: str = typer.Option(None, "--principal", help="A user, session, agent, API key or IP; or field:value."),
+    action: str = typer.Option(None, "--action", help="allow, warn, block, …"),
+    kind: str = typer.Option(None, "--kind", help="decision, checkpoint, start, recovery, rotate, dropped, refused"),
+    as_json: bool = typer.Option(False, "--json", help="Print matching entries as JSON Lines."),
+    config: Path = CONFIG_OPTION,
+) -> None:
+    """Print the entries that match every given filter (this does not verify; use `verify`)."""
+    from vallum.audit.factory import audit_dir
+    from vallum.audit.show import EntryFilter, format_entry, iter_entries, parse_time
+
+    if path is None:
+        path = audit_dir(config_or_exit(config))
+    if not path.exists():
+        print(f"error: {path} does not exist", file=sys.stderr)
+        raise typer.Exit(2)
+    now = time.time()
+    try:
+        flt = EntryFilter(
+            since=parse_time(since, now) if since else None,
+            until=parse_time(until, now) if until else None,
+            rule=rule, principal=principal, action=action, kind=kind,
+        )
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise typer.Exit(2) from None
+    shown = 0
+    try:
+        for _, entry in iter_entries(path):
+            if flt.matches(entry):
+                shown += 1
+                print(json.dumps(entry, ensure_ascii=False) if as_json else format_entry(entry))
+    except BrokenPipeError:  # `vallum audit show | head`
+        sys.stderr.close()
+        raise typer.Exit(0) from None
+    except OSError as exc:
+        print(f"error: cannot read {path}: {exc.strerror}", file=sys.stderr)
+        raise typer.Exit(2) from None
+    if not as_json:
+        print(f"{shown} entries", file=sys.stderr)
 
 
 def register(app: typer.Typer) -> None:
-    pass
+    app.add_typer(audit_app, name="audit")
