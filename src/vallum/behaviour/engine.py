@@ -549,7 +549,7 @@ class RiskEngine:
             if isinstance(value, bool) or not isinstance(value, int | float):
                 return
             if slot is None:
-                slot = st.feats[f.name] = [Ewma(), 0.0]
+                slot = st.feats[f.name] = [Ewma(f.alpha), 0.0]
             slot[1] = slot[0].zscore(float(value))
             slot[0].add(float(value))
 

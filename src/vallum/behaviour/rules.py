@@ -82,6 +82,8 @@ class FeatureDef:
     window: float = 3600.0
     field: str | None = None
     n: int = 6
+    #: ewma: weight of each new value (small = slow, long memory)
+    alpha: float = 0.1
     when: str | None = None
     #: hourly features: also feed a per-plan cohort baseline (`cohort.<name>`)
     cohort: bool = False
@@ -220,7 +222,7 @@ def _parse_feature(d: Any, source: str, problems: list[RuleProblem]) -> FeatureD
         return None
     name = d.get("name")
     item = f"feature {name!r}"
-    allowed = {"name", "entity", "agg", "on", "window", "field", "n", "when", "cohort", "description"}
+    allowed = {"name", "entity", "agg", "on", "window", "field", "n", "when", "cohort", "description", "alpha"}
     errs: list[str] = [f"unknown key {k!r}" for k in d if k not in allowed]
     if not isinstance(name, str) or not _NAME.match(name):
         errs.append("name must be lowercase letters, digits and _")
@@ -245,12 +247,15 @@ def _parse_feature(d: Any, source: str, problems: list[RuleProblem]) -> FeatureD
     n = d.get("n", 6)
     if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= 100:
         errs.append("n must be an integer 1..100")
+    alpha = d.get("alpha", 0.1)
+    if isinstance(alpha, bool) or not isinstance(alpha, int | float) or not 0 < alpha <= 1:
+        errs.append("alpha must be a number in (0, 1]")
     if errs:
         for e in errs:
             problems.append(RuleProblem(source, item, e))
         return None
     f = FeatureDef(name=name, entity=entity, agg=agg, on=on, window=window, field=fld, n=n, when=d.get("when"),
-                   cohort=bool(d.get("cohort", False)), source=source)
+                   cohort=bool(d.get("cohort", False)), source=source, alpha=float(alpha))
     if fld:
         f.field_path = tuple(_split_path(fld))
     if f.when:
@@ -400,7 +405,10 @@ def load_ruleset(rule_files: list[str] | tuple[str, ...] = (), disable: list[str
     rs = RuleSet()
     if builtin:
         for name, text in builtin_rule_files():
-            rs.extend(load_rule_source(text, name))
+            try:
+                rs.extend(load_rule_source(text, name))
+            except RuleFileError as exc:
+                rs.problems.append(RuleProblem(name, "file", str(exc)))
     for path in rule_files:
         try:
             rs.extend(load_rule_file(path))
