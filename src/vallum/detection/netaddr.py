@@ -294,7 +294,12 @@ def special_purpose(ip: IPAddress | str) -> str | None:
         # RFC 6052 places the IPv4 address in bits 48-63 + 72-87 for a /48 prefix; a /96 taken
         # out of the prefix carries it in the last 32 bits. Check both.
         rfc6052 = ((n >> 64) & 0xFFFF) << 16 | ((n >> 40) & 0xFFFF)
-        return _special_v4(_v4(n)) or _special_v4(_v4(rfc6052)) or "nat64-local-use"
+        names = [_special_v4(_v4(rfc6052)), _special_v4(_v4(n))]
+        if "metadata" in names:
+            return "metadata"
+        # the zero bits of the other reading always look like 0.0.0.0/8: not informative
+        named = [x for x in names if x is not None and x != "this-network"]
+        return named[0] if named else "nat64-local-use"
     if ip in _6TO4:
         return _special_v4(_v4(n >> 80))
     if ip in _TEREDO:
