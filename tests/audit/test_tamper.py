@@ -10,14 +10,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from auditkit import entries_of, lines_of, vallum, write_log
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from vallum.audit.canonical import canonical_bytes, entry_line
 from vallum.audit.entry import checkpoint_message
 from vallum.audit.keys import export_public_key, key_id, public_pem
 from vallum.audit.verify import verify_log
-
-from auditkit import entries_of, lines_of, vallum, write_log
 
 SEG1 = "audit-000001.jsonl"
 

@@ -30,7 +30,6 @@ GENESIS_PREV = "0" * 64
 _MAX_EXACT = 2**53
 
 
-
 def _refuse(o: Any) -> Any:
     raise TypeError(f"cannot encode a value of type {type(o).__name__}")
 
@@ -45,7 +44,11 @@ if _c_make_encoder is not None:
 
 else:  # pragma: no cover - CPython always has the C accelerator
     _dumps = json.JSONEncoder(
-        ensure_ascii=False, allow_nan=False, sort_keys=True, separators=(",", ":"), check_circular=False,
+        ensure_ascii=False,
+        allow_nan=False,
+        sort_keys=True,
+        separators=(",", ":"),
+        check_circular=False,
         default=_refuse,
     ).encode
 
@@ -119,4 +122,4 @@ def entry_hash(entry_without_hash: dict[str, Any]) -> str:
 
 def entry_line(encoded: bytes, digest: str) -> bytes:
     """The stored line: the canonical entry with ``"hash"`` appended as its last member, then LF."""
-    return b"%s,\"hash\":\"%s\"}\n" % (encoded[:-1], digest.encode("ascii"))
+    return b'%s,"hash":"%s"}\n' % (encoded[:-1], digest.encode("ascii"))

@@ -81,7 +81,7 @@ def decision_body(record: DecisionRecord) -> tuple[dict[str, Any], int]:
         d["destination"], k = scrub_text(dest)
         n += k
     if d["principal"]:
-        d["principal"], k = scrub_value(json_safe(d["principal"]))
+        d["principal"], k = scrub_value(json_safe(d["principal"]), by_name=False)
         n += k
     for name in ("request_id", "transport", "direction", "action"):
         if type(d[name]) is not str:

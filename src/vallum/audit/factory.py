@@ -18,17 +18,38 @@ def build_exporters(config: Config, metrics: VallumMetrics | None = None) -> lis
     out: list[EntryExporter] = []
     if ex.syslog is not None:
         s = ex.syslog
-        out.append(SyslogExporter(s.address, s.protocol, s.app_name, s.facility, max_queue=s.max_queue,
-                                  metrics=metrics))
+        out.append(
+            SyslogExporter(s.address, s.protocol, s.app_name, s.facility, max_queue=s.max_queue, metrics=metrics)
+        )
     if ex.webhook is not None:
         w = ex.webhook
-        out.append(WebhookExporter(w.url, w.headers, max_queue=w.max_queue, batch_size=w.batch_size,
-                                   retries=w.retries, backoff_s=w.backoff_s, timeout_s=w.timeout_s, metrics=metrics))
+        out.append(
+            WebhookExporter(
+                w.url,
+                w.headers,
+                max_queue=w.max_queue,
+                batch_size=w.batch_size,
+                retries=w.retries,
+                backoff_s=w.backoff_s,
+                timeout_s=w.timeout_s,
+                metrics=metrics,
+            )
+        )
     if ex.otlp is not None:
         o = ex.otlp
-        out.append(OtlpLogsExporter(o.endpoint, o.headers, o.service_name, max_queue=o.max_queue,
-                                    batch_size=o.batch_size, retries=o.retries, backoff_s=o.backoff_s,
-                                    timeout_s=o.timeout_s, metrics=metrics))
+        out.append(
+            OtlpLogsExporter(
+                o.endpoint,
+                o.headers,
+                o.service_name,
+                max_queue=o.max_queue,
+                batch_size=o.batch_size,
+                retries=o.retries,
+                backoff_s=o.backoff_s,
+                timeout_s=o.timeout_s,
+                metrics=metrics,
+            )
+        )
     return out
 
 

@@ -28,9 +28,7 @@ _SENSITIVE_NAME = (
 )
 _CANDIDATE = re.compile(rf"{_LONG_RUN}|(?i:{_SENSITIVE_NAME}|bearer|basic\s)|://[^\s/@]*:[^\s/@]*@")
 _LONG_RUN_RE = re.compile(_LONG_RUN)
-_NAMED_VALUE = re.compile(
-    rf"(?i)(\b{_SENSITIVE_NAME}[\"']?\s*[=:]\s*[\"']?)(?!(?:bearer|basic)\s)([^\s\"'&,;]{{4,}})"
-)
+_NAMED_VALUE = re.compile(rf"(?i)(\b{_SENSITIVE_NAME}[\"']?\s*[=:]\s*[\"']?)(?!(?:bearer|basic)\s)([^\s\"'&,;]{{4,}})")
 _BEARER = re.compile(r"(?i)(\b(?:bearer|basic)\s+)([A-Za-z0-9._~+/=\-]{8,})")
 _USERINFO = re.compile(r"(://[^\s/:@]*:)([^\s/@]+)(@)")
 _REDACTED_MARK = "[redacted]"
@@ -89,11 +87,21 @@ _HASH_KEYS = ("hash", "digest", "sha256", "sha1", "prompt_hash")
 _HEX = re.compile(r"[0-9a-f]{32,128}")
 
 
-def scrub_value(value: Any, key: str | None = None) -> tuple[Any, int]:
-    """A JSON-like value with every string scrubbed; returns (value, number of redactions)."""
+_SENSITIVE_KEY = re.compile(rf"(?i)^[\w.\-]*{_SENSITIVE_NAME}[\w.\-]*$")
+
+
+def scrub_value(value: Any, key: str | None = None, by_name: bool = True) -> tuple[Any, int]:
+    """A JSON-like value with every string scrubbed; returns (value, number of redactions).
+
+    With `by_name`, a string under a sensitive key (``password``, ``api_key``, ``token``, …) is
+    shortened whatever it looks like.
+    """
     if type(value) is str:
-        if key is not None and key.endswith(_HASH_KEYS) and _HEX.fullmatch(value):
-            return value, 0  # a digest is not a secret
+        if key is not None:
+            if key.endswith(_HASH_KEYS) and _HEX.fullmatch(value):
+                return value, 0  # a digest is not a secret
+            if by_name and len(value) >= 4 and _REDACTED_MARK not in value and _SENSITIVE_KEY.match(key):
+                return redact(value), 1
         return scrub_text(value)
     if isinstance(value, dict):
         total = 0
@@ -101,7 +109,7 @@ def scrub_value(value: Any, key: str | None = None) -> tuple[Any, int]:
         for k, v in value.items():
             sk = str(k)
             nk, n1 = scrub_text(sk)
-            nv, n2 = scrub_value(v, sk)
+            nv, n2 = scrub_value(v, sk, by_name)
             out[nk] = nv
             total += n1 + n2
         return out, total
@@ -109,7 +117,7 @@ def scrub_value(value: Any, key: str | None = None) -> tuple[Any, int]:
         total = 0
         items = []
         for v in value:
-            nv, n = scrub_value(v, key)
+            nv, n = scrub_value(v, key, by_name)
             items.append(nv)
             total += n
         return items, total

@@ -119,8 +119,13 @@ def format_entry(entry: dict[str, Any]) -> str:
     principal = entry.get("principal") or {}
     who = " ".join(f"{k}={v}" for k, v in principal.items()) if isinstance(principal, dict) else ""
     rules = ",".join(map(str, entry.get("rules") or [])) or "-"
-    parts = [head, str(entry.get("action", "?")).ljust(5), str(entry.get("transport", "?")),
-             str(entry.get("destination") or "-"), rules]
+    parts = [
+        head,
+        str(entry.get("action", "?")).ljust(5),
+        str(entry.get("transport", "?")),
+        str(entry.get("destination") or "-"),
+        rules,
+    ]
     if who:
         parts.append(who)
     if entry.get("reason"):

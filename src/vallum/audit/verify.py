@@ -100,8 +100,12 @@ class VerifyReport:
             "signed_through": self.signed_through,
             "problem": None
             if self.problem is None
-            else {"file": self.problem.file, "seq": self.problem.seq, "line": self.problem.line,
-                  "message": self.problem.message},
+            else {
+                "file": self.problem.file,
+                "seq": self.problem.seq,
+                "line": self.problem.line,
+                "message": self.problem.message,
+            },
             "notes": self.notes,
             "keys": self.keys,
             "key_source": self.key_source,
@@ -385,8 +389,13 @@ def _end_of_log(
             report.notes.append(f"{name} ends mid-line ({torn.length} bytes): a writer is running, write in progress")
         else:
             raise ChainBroken(
-                Problem(name, nxt, None, f"torn final line ({torn.length} bytes at offset {torn.offset}) and no writer "
-                        "has recorded a recovery since: truncated, or the writer crashed and has not restarted")
+                Problem(
+                    name,
+                    nxt,
+                    None,
+                    f"torn final line ({torn.length} bytes at offset {torn.offset}) and no writer "
+                    "has recorded a recovery since: truncated, or the writer crashed and has not restarted",
+                )
             )
     if checker.last_entry is None:
         if live:
@@ -396,15 +405,24 @@ def _end_of_log(
     first = checker.first_entry or {}
     if single:
         if first.get("seq", 0) > 0:
-            report.notes.append(f"verified {name} alone: its link to the previous file (seq {first['seq'] - 1}) "
-                                "was not checked; verify the directory to check the whole chain")
+            report.notes.append(
+                f"verified {name} alone: its link to the previous file (seq {first['seq'] - 1}) "
+                "was not checked; verify the directory to check the whole chain"
+            )
     elif first.get("seq", 0) > 0:
         start = {"last_seq": first["seq"] - 1, "last_hash": first["prev"]}
-        if not any(p.get("last_seq") == start["last_seq"] and p.get("last_hash") == start["last_hash"]
-                   for p in checker.pruned):
-            raise ChainBroken(Problem(checker.first_file or name, first["seq"], 1,
-                                      f"the log starts at seq {first['seq']} but no rotation entry records the "
-                                      "earlier files as pruned (files deleted)"))
+        if not any(
+            p.get("last_seq") == start["last_seq"] and p.get("last_hash") == start["last_hash"] for p in checker.pruned
+        ):
+            raise ChainBroken(
+                Problem(
+                    checker.first_file or name,
+                    first["seq"],
+                    1,
+                    f"the log starts at seq {first['seq']} but no rotation entry records the "
+                    "earlier files as pruned (files deleted)",
+                )
+            )
         report.notes.append(f"files before seq {first['seq']} were pruned by retention (recorded in the log)")
     last = checker.last_entry
     if _is_close(last):
@@ -416,7 +434,12 @@ def _end_of_log(
     if live:
         report.notes.append(f"a writer is running: the last {unsigned} entries are chained but not yet signed")
         return
-    raise ChainBroken(Problem(name, last["seq"], None,
-                              f"the log ends without a closing checkpoint ({unsigned} unsigned entries at the end): "
-                              "truncated, or the writer stopped uncleanly and has not restarted to record it"))
-
+    raise ChainBroken(
+        Problem(
+            name,
+            last["seq"],
+            None,
+            f"the log ends without a closing checkpoint ({unsigned} unsigned entries at the end): "
+            "truncated, or the writer stopped uncleanly and has not restarted to record it",
+        )
+    )

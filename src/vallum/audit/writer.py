@@ -378,8 +378,15 @@ class AuditLog:
             self._make(KIND_DROPPED, now, {"count": dropped, "policy": self.queue_full, "cause": "queue full"})
             self._after_entry()
         if refused:
-            self._make(KIND_REFUSED, now, {"count": refused, "policy": self.queue_full,
-                                           "cause": "queue full or log not running; the traffic was blocked"})
+            self._make(
+                KIND_REFUSED,
+                now,
+                {
+                    "count": refused,
+                    "policy": self.queue_full,
+                    "cause": "queue full or log not running; the traffic was blocked",
+                },
+            )
             self._after_entry()
 
     def _after_entry(self) -> None:
@@ -413,9 +420,16 @@ class AuditLog:
         ts = rfc3339(self._clock())
         msg = checkpoint_message(self._seq, self._prev, ts, self.key_id, reason)
         sig = base64.b64encode(self._key.sign(msg)).decode("ascii")
-        self._make(KIND_CHECKPOINT, ts, {
-            "reason": reason, "key_id": self.key_id, "sig": sig, "entries": self._since_checkpoint,
-        })
+        self._make(
+            KIND_CHECKPOINT,
+            ts,
+            {
+                "reason": reason,
+                "key_id": self.key_id,
+                "sig": sig,
+                "entries": self._since_checkpoint,
+            },
+        )
         self._since_checkpoint = 0
 
     def _rotate(self) -> None:

@@ -135,5 +135,3 @@ class QueuedExporter:
             self.sent += len(batch)
             self.metrics.exporter_sent.labels(self._label).inc(len(batch))
             return
-
-

@@ -30,8 +30,9 @@ class HttpPostExporter(QueuedExporter):
         timeout_s: float = 5.0,
         metrics: VallumMetrics | None = None,
     ) -> None:
-        super().__init__(max_queue=max_queue, batch_size=batch_size, retries=retries, backoff_s=backoff_s,
-                         metrics=metrics)
+        super().__init__(
+            max_queue=max_queue, batch_size=batch_size, retries=retries, backoff_s=backoff_s, metrics=metrics
+        )
         self.url = url
         self.headers = {"content-type": "application/json", **(headers or {})}
         self._client = httpx.Client(timeout=timeout_s, trust_env=False)
@@ -61,8 +62,13 @@ class WebhookExporter(HttpPostExporter):
         return b'{"source":"vallum","entries":[' + b",".join(line.rstrip(b"\n") for _, line in batch) + b"]}"
 
 
-_OTLP_SEVERITY = {"allow": (9, "INFO"), "warn": (13, "WARN"), "review": (13, "WARN"), "challenge": (13, "WARN"),
-                  "block": (17, "ERROR")}
+_OTLP_SEVERITY = {
+    "allow": (9, "INFO"),
+    "warn": (13, "WARN"),
+    "review": (13, "WARN"),
+    "challenge": (13, "WARN"),
+    "block": (17, "ERROR"),
+}
 _KIND_SEVERITY = {"recovery": (13, "WARN"), "dropped": (17, "ERROR"), "refused": (17, "ERROR")}
 
 
@@ -83,8 +89,11 @@ def _attr(key: str, value: Any) -> dict[str, Any]:
 
 def otlp_log_record(entry: dict[str, Any], line: bytes, observed_ns: int) -> dict[str, Any]:
     kind = entry.get("kind", "")
-    num, text = _OTLP_SEVERITY.get(entry.get("action", ""), (9, "INFO")) if kind == "decision" else \
-        _KIND_SEVERITY.get(kind, (9, "INFO"))
+    num, text = (
+        _OTLP_SEVERITY.get(entry.get("action", ""), (9, "INFO"))
+        if kind == "decision"
+        else _KIND_SEVERITY.get(kind, (9, "INFO"))
+    )
     attrs = [_attr("vallum.seq", entry.get("seq")), _attr("vallum.kind", kind), _attr("vallum.hash", entry.get("hash"))]
     for name in ("action", "transport", "request_id", "destination"):
         if entry.get(name) is not None:
@@ -110,8 +119,9 @@ class OtlpLogsExporter(HttpPostExporter):
 
     name = "otlp"
 
-    def __init__(self, endpoint: str, headers: dict[str, str] | None = None, service_name: str = "vallum",
-                 **kw: Any) -> None:
+    def __init__(
+        self, endpoint: str, headers: dict[str, str] | None = None, service_name: str = "vallum", **kw: Any
+    ) -> None:
         url = endpoint.rstrip("/")
         if not url.endswith("/v1/logs"):
             url += "/v1/logs"
@@ -121,12 +131,16 @@ class OtlpLogsExporter(HttpPostExporter):
     def body(self, batch: list[Item]) -> bytes:
         now = time.time_ns()
         payload = {
-            "resourceLogs": [{
-                "resource": {"attributes": [_attr("service.name", self.service_name)]},
-                "scopeLogs": [{
-                    "scope": {"name": "vallum.audit"},
-                    "logRecords": [otlp_log_record(e, line, now) for e, line in batch],
-                }],
-            }]
+            "resourceLogs": [
+                {
+                    "resource": {"attributes": [_attr("service.name", self.service_name)]},
+                    "scopeLogs": [
+                        {
+                            "scope": {"name": "vallum.audit"},
+                            "logRecords": [otlp_log_record(e, line, now) for e, line in batch],
+                        }
+                    ],
+                }
+            ]
         }
         return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")

@@ -107,8 +107,9 @@ class SyslogExporter(QueuedExporter):
 
     def deliver(self, batch: list[Item]) -> None:
         msgs = [
-            format_rfc5424(e, line, app_name=self.app_name, facility=self.facility,
-                           hostname=self._hostname, procid=self._procid)
+            format_rfc5424(
+                e, line, app_name=self.app_name, facility=self.facility, hostname=self._hostname, procid=self._procid
+            )
             for e, line in batch
         ]
         try:
