@@ -49,7 +49,22 @@ KNOWN_TRANSPORTS = (
 KNOWN_ACTIONS = ("allow", "warn", "block", "review", "challenge")
 #: seconds; from 50 µs (a cache hit) to 5 s (a stalled upstream)
 LATENCY_BUCKETS = (
-    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+    0.00005,
+    0.0001,
+    0.00025,
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
 )
 
 
@@ -95,20 +110,30 @@ class VallumMetrics:
         self.exporter = BoundedLabel(("syslog", "webhook", "otlp"), max_new=8)
 
         self.decisions = Counter(
-            "vallum_decisions_total", "Decisions taken, by transport, action and top finding category.",
-            ("transport", "action", "category"), registry=r,
+            "vallum_decisions_total",
+            "Decisions taken, by transport, action and top finding category.",
+            ("transport", "action", "category"),
+            registry=r,
         )
         self.rule_hits = Counter(
-            "vallum_rule_hits_total", "Findings per rule id (rare rules beyond the cap are counted as 'other').",
-            ("rule", "action"), registry=r,
+            "vallum_rule_hits_total",
+            "Findings per rule id (rare rules beyond the cap are counted as 'other').",
+            ("rule", "action"),
+            registry=r,
         )
         self.scan_latency = Histogram(
-            "vallum_scan_latency_seconds", "Time spent inspecting one input, by transport.",
-            ("transport",), buckets=LATENCY_BUCKETS, registry=r,
+            "vallum_scan_latency_seconds",
+            "Time spent inspecting one input, by transport.",
+            ("transport",),
+            buckets=LATENCY_BUCKETS,
+            registry=r,
         )
         self.queue_depth = Gauge("vallum_queue_depth", "Items waiting in an internal queue.", ("queue",), registry=r)
         self.audit_entries = Counter(
-            "vallum_audit_entries_total", "Audit log entries written (durable), by kind.", ("kind",), registry=r,
+            "vallum_audit_entries_total",
+            "Audit log entries written (durable), by kind.",
+            ("kind",),
+            registry=r,
         )
         self.audit_write_lag = Gauge(
             "vallum_audit_write_lag_seconds",
@@ -116,7 +141,8 @@ class VallumMetrics:
             registry=r,
         )
         self.audit_dropped = Counter(
-            "vallum_audit_dropped_total", "Decisions dropped because the audit queue was full (policy drop).",
+            "vallum_audit_dropped_total",
+            "Decisions dropped because the audit queue was full (policy drop).",
             registry=r,
         )
         self.audit_refused = Counter(
@@ -125,10 +151,14 @@ class VallumMetrics:
             registry=r,
         )
         self.audit_policy = Gauge(
-            "vallum_audit_queue_full_policy", "1 for the audit queue-full policy in force.", ("policy",), registry=r,
+            "vallum_audit_queue_full_policy",
+            "1 for the audit queue-full policy in force.",
+            ("policy",),
+            registry=r,
         )
         self.audit_writer_errors = Counter(
-            "vallum_audit_writer_errors_total", "I/O failures of the audit writer (it then refuses decisions).",
+            "vallum_audit_writer_errors_total",
+            "I/O failures of the audit writer (it then refuses decisions).",
             registry=r,
         )
         self.audit_redactions = Counter(
@@ -138,15 +168,22 @@ class VallumMetrics:
         )
         self.audit_last_seq = Gauge("vallum_audit_last_seq", "Sequence number of the last durable entry.", registry=r)
         self.exporter_sent = Counter(
-            "vallum_exporter_sent_total", "Audit entries delivered by a SIEM exporter.", ("exporter",), registry=r,
+            "vallum_exporter_sent_total",
+            "Audit entries delivered by a SIEM exporter.",
+            ("exporter",),
+            registry=r,
         )
         self.exporter_failures = Counter(
-            "vallum_exporter_failures_total", "Failed delivery attempts of a SIEM exporter.", ("exporter",), registry=r,
+            "vallum_exporter_failures_total",
+            "Failed delivery attempts of a SIEM exporter.",
+            ("exporter",),
+            registry=r,
         )
         self.exporter_dropped = Counter(
             "vallum_exporter_dropped_total",
             "Audit entries a SIEM exporter gave up on (its queue was full or retries were exhausted).",
-            ("exporter",), registry=r,
+            ("exporter",),
+            registry=r,
         )
 
     def count_decision(self, record: DecisionRecord) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import stat
@@ -92,7 +93,7 @@ def test_checkpoint_every_n_entries(logdir: Path):
     cps = [e for e in entries if e["kind"] == "checkpoint"]
     assert [c["reason"] for c in cps] == ["interval"] * 4 + ["close"]
     assert all(c["entries"] == 20 for c in cps[:4]) and cps[-1]["entries"] == 15
-    gaps = [b["seq"] - a["seq"] for a, b in zip(cps, cps[1:], strict=False)]
+    gaps = [b["seq"] - a["seq"] for a, b in itertools.pairwise(cps)]
     assert gaps[:3] == [21, 21, 21]
 
 
