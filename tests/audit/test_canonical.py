@@ -29,6 +29,7 @@ values = st.recursive(
 objects = st.dictionaries(texts, values, max_size=6)
 
 
+@settings(max_examples=60)
 @given(objects)
 def test_deterministic_and_parses_back_to_the_same_bytes(obj):
     a = canonical_bytes(obj)
@@ -37,6 +38,7 @@ def test_deterministic_and_parses_back_to_the_same_bytes(obj):
     assert canonical_bytes(json.loads(a.decode("utf-8"))) == a
 
 
+@settings(max_examples=60)
 @given(objects, st.randoms(use_true_random=False))
 def test_key_order_does_not_matter(obj, rnd):
     items = list(obj.items())
@@ -61,6 +63,7 @@ def _outside_strings(text: str) -> str:
     return "".join(out)
 
 
+@settings(max_examples=60)
 @given(objects)
 def test_no_whitespace_outside_strings_and_valid_utf8(obj):
     text = canonical_bytes(obj).decode("utf-8")  # strict: raises on invalid UTF-8
@@ -70,6 +73,7 @@ def test_no_whitespace_outside_strings_and_valid_utf8(obj):
     assert not any(ord(ch) < 0x20 for ch in text)
 
 
+@settings(max_examples=60)
 @given(objects, objects)
 def test_distinct_values_have_distinct_encodings(a, b):
     # Canonical equality must coincide with value equality (1 == 1.0 are the same JSON number).

@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-from auditkit import entries_of, lines_of, new_log, record, vallum, write_log
+from auditkit import entries_of, lines_of, new_log, record, vallum, vallum_inproc, write_log
 from cryptography.hazmat.primitives import serialization
 
 from vallum.audit.canonical import canonical_bytes, entry_line
@@ -83,7 +83,7 @@ def test_sigkill_mid_stream_then_verify_and_resume(logdir: Path):
     resumed = verify_log(logdir)
     assert resumed.ok, resumed.to_dict()
     assert resumed.last_seq == rec["seq"] + 21
-    assert vallum("audit", "verify", str(logdir)).returncode == 0
+    assert vallum_inproc("audit", "verify", str(logdir)).exit_code == 0
 
 
 def test_torn_final_line_is_recorded_in_a_new_file(logdir: Path):

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from auditkit import entries_of, lines_of, vallum, write_log
+from auditkit import entries_of, lines_of, vallum, vallum_inproc, write_log
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from vallum.audit.canonical import canonical_bytes, entry_line
@@ -309,8 +309,8 @@ def test_cli_exit_codes(one_file: Path, tmp_path: Path):
 
     trusted = tmp_path / "trusted.pub"
     trusted.write_bytes((one_file / "audit.pub").read_bytes())
-    ok_key = vallum("audit", "verify", str(one_file / SEG1), "--key", str(trusted))
-    assert ok_key.returncode == 0, ok_key.stderr
+    ok_key = vallum_inproc("audit", "verify", str(one_file / SEG1), "--key", str(trusted))
+    assert ok_key.exit_code == 0, ok_key.output
     assert "--key" in ok_key.stdout
 
     path = one_file / SEG1
@@ -322,8 +322,8 @@ def test_cli_exit_codes(one_file: Path, tmp_path: Path):
     assert f"first bad file: {SEG1}" in bad.stderr
     assert "first bad seq: 10" in bad.stderr
 
-    js = vallum("audit", "verify", str(one_file), "--json")
-    assert js.returncode == 1
+    js = vallum_inproc("audit", "verify", str(one_file), "--json")
+    assert js.exit_code == 1
     report = json.loads(js.stdout)
     assert report["status"] == "tampered" and report["problem"]["seq"] == 10
 
@@ -333,17 +333,17 @@ def test_cli_unreadable(tmp_path: Path, one_file: Path):
     assert missing.returncode == 2
     empty = tmp_path / "empty"
     empty.mkdir()
-    assert vallum("audit", "verify", str(empty)).returncode == 2
+    assert vallum_inproc("audit", "verify", str(empty)).exit_code == 2
     garbage = tmp_path / "garbage.pub"
     garbage.write_text("not a key\n")
-    r = vallum("audit", "verify", str(one_file), "--key", str(garbage))
-    assert r.returncode == 2 and "error:" in r.stderr
+    r = vallum_inproc("audit", "verify", str(one_file), "--key", str(garbage))
+    assert r.exit_code == 2 and "error:" in r.output
     (one_file / "audit.pub").unlink()
-    r = vallum("audit", "verify", str(one_file))
-    assert r.returncode == 2 and "--key" in r.stderr
+    r = vallum_inproc("audit", "verify", str(one_file))
+    assert r.exit_code == 2 and "--key" in r.output
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root reads files regardless of permissions")
 def test_cli_permission_denied(one_file: Path):
     (one_file / SEG1).chmod(0)
-    assert vallum("audit", "verify", str(one_file)).returncode == 2
+    assert vallum_inproc("audit", "verify", str(one_file)).exit_code == 2

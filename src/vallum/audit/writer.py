@@ -304,10 +304,11 @@ class AuditLog:
     def _run(self) -> None:
         q = self._queue
         closing = False
+        waiters: list[threading.Event] = []
         try:
             while True:
                 self._wake.clear()
-                waiters: list[threading.Event] = []
+                waiters = []
                 n = 0
                 while n < self._batch_max:
                     try:
@@ -351,7 +352,7 @@ class AuditLog:
             self._accepting = False
             self.metrics.audit_writer_errors.inc()
             log.exception("audit writer failed; decisions are now refused (fail closed)")
-            for item in list(q):
+            for item in [*waiters, *list(q)]:
                 if isinstance(item, threading.Event):
                     item.set()
         finally:
