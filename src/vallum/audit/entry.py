@@ -10,11 +10,13 @@ microseconds, ``Z``), ``prev`` (hash of the entry before; 64 zeros for seq 0) an
 from __future__ import annotations
 
 import time
+from functools import lru_cache
 from typing import Any
 
 from vallum.audit.canonical import CanonicalError, canonical_bytes, canonical_float
 from vallum.audit.redaction import scrub_text, scrub_value
-from vallum.decisions.record import DecisionRecord
+from vallum.decisions.record import DecisionRecord, Principal
+from vallum.detection.model import Finding
 
 FORMAT_VERSION = 1
 
@@ -31,11 +33,18 @@ CHECKPOINT_REASONS = ("interval", "rotate", "close")
 CHECKPOINT_CONTEXT = "vallum.audit.checkpoint/1"
 
 
+_last_second: list[Any] = [None, ""]
+
+
 def rfc3339(ts: float) -> str:
     """``2026-11-22T03:49:38.123456Z`` for a POSIX timestamp."""
     micros = round(ts * 1_000_000)
     secs, us = divmod(micros, 1_000_000)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs)) + f".{us:06d}Z"
+    cached = _last_second  # consecutive entries mostly share the second: format it once
+    if cached[0] != secs:
+        cached[1] = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs))
+        cached[0] = secs
+    return f"{cached[1]}.{us:06d}Z"
 
 
 def json_safe(value: Any) -> Any:
@@ -70,42 +79,92 @@ def json_safe(value: Any) -> Any:
     return json_safe(repr(value))
 
 
-def decision_body(record: DecisionRecord) -> tuple[dict[str, Any], int]:
-    """The decision-specific members of an entry, re-redacted and canonically encodable;
-    returns (body, number of redactions)."""
-    d = record.to_dict()
-    ts = d.pop("ts")
+@lru_cache(maxsize=4096)
+def _principal(p: Principal) -> tuple[dict[str, Any], int]:
+    # Principals repeat across many decisions; the result is shared and never mutated.
+    return scrub_value(json_safe(p.to_dict()), by_name=False)
+
+
+def _finding_uncached(f: Finding) -> tuple[dict[str, Any], int]:
+    d = f.to_dict()
     n = 0
-    dest = d.get("destination")
-    if type(dest) is str:
-        d["destination"], k = scrub_text(dest)
-        n += k
-    if d["principal"]:
-        d["principal"], k = scrub_value(json_safe(d["principal"]), by_name=False)
-        n += k
-    for name in ("request_id", "transport", "direction", "action"):
+    for name in ("evidence", "message", "location"):
+        v = d[name]
+        if type(v) is str:
+            d[name], k = scrub_text(v)
+            n += k
+        else:
+            d[name] = json_safe(v)
+    for name in ("rule", "category", "severity"):
         if type(d[name]) is not str:
             d[name] = json_safe(d[name])
-    for f in d["findings"]:
-        for name in ("evidence", "message", "location"):
-            v = f[name]
-            if type(v) is str:
-                f[name], k = scrub_text(v)
-                n += k
-        if "score" in f:
-            f["score"] = json_safe(f["score"])
-        if "extra" in f:
-            f["extra"], k = scrub_value(json_safe(f["extra"]))
-            n += k
-    if "reason" in d:
-        d["reason"], k = scrub_text(str(d["reason"]))
-        n += k
-    if "duration_ms" in d:
-        d["duration_ms"] = json_safe(d["duration_ms"])
+    d["decoded"] = json_safe(d["decoded"])
+    if "score" in d:
+        d["score"] = json_safe(d["score"])
     if "extra" in d:
         d["extra"], k = scrub_value(json_safe(d["extra"]))
         n += k
-    d["ts"] = rfc3339(ts) if isinstance(ts, (int, float)) else str(ts)
+    return d, n
+
+
+_finding_cached = lru_cache(maxsize=4096)(_finding_uncached)
+
+
+def _finding(f: Finding) -> tuple[dict[str, Any], int]:
+    # `extra` is excluded from Finding's equality, so only findings without it can share a cache slot.
+    if f.extra is None:
+        try:
+            return _finding_cached(f)
+        except TypeError:  # an unhashable field value
+            pass
+    return _finding_uncached(f)
+
+
+def decision_body(record: DecisionRecord) -> tuple[dict[str, Any], int]:
+    """The decision-specific members of an entry, re-redacted and canonically encodable;
+    returns (body, number of redactions). Same members as `DecisionRecord.to_dict`, with ``ts``
+    as an RFC 3339 string."""
+    n = 0
+    findings = []
+    for f in record.findings:
+        fd, k = _finding(f)
+        findings.append(fd)
+        n += k
+    try:
+        principal, k = _principal(record.principal)
+    except TypeError:
+        principal, k = scrub_value(json_safe(record.principal.to_dict()), by_name=False)
+    n += k
+    dest = record.destination
+    if dest is not None:
+        if type(dest) is str:
+            dest, k = scrub_text(dest)
+            n += k
+        else:
+            dest = json_safe(dest)
+    d: dict[str, Any] = {
+        "request_id": record.request_id,
+        "transport": record.transport,
+        "direction": record.direction,
+        "action": record.action,
+        "destination": dest,
+        "principal": principal,
+        "rules": sorted({fd["rule"] for fd in findings}),
+        "findings": findings,
+    }
+    for name in ("request_id", "transport", "direction", "action"):
+        if type(d[name]) is not str:
+            d[name] = json_safe(d[name])
+    if record.reason:
+        d["reason"], k = scrub_text(str(record.reason))
+        n += k
+    if record.duration_ms is not None:
+        d["duration_ms"] = json_safe(round(record.duration_ms, 3))
+    if record.extra:
+        d["extra"], k = scrub_value(json_safe(record.extra))
+        n += k
+    ts = record.ts
+    d["ts"] = rfc3339(ts) if isinstance(ts, (int, float)) else json_safe(str(ts))
     return d, n
 
 

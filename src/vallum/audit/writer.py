@@ -131,7 +131,8 @@ class AuditLog:
         self._since_checkpoint = 0
         self._buf: list[bytes] = []
         self._buf_bytes = 0
-        self._unsynced: list[tuple[dict[str, Any], bytes]] = []
+        self._unsynced: list[tuple[Any, bytes]] = []
+        self._kinds: Counter[str] = Counter()
         self._first_unsynced = 0.0
         self._oldest_enqueued: float | None = None
         self._batch_max = 4096
@@ -398,8 +399,12 @@ class AuditLog:
             self._rotate()
 
     def _make(self, kind: str, ts: str, fields: dict[str, Any]) -> None:
-        entry = {"v": FORMAT_VERSION, "seq": self._seq, "kind": kind, "ts": ts, "prev": self._prev}
-        entry.update(fields)
+        entry = fields  # always a fresh dict: extend it in place rather than copy it
+        entry["v"] = FORMAT_VERSION
+        entry["seq"] = self._seq
+        entry["kind"] = kind
+        entry["ts"] = ts
+        entry["prev"] = self._prev
         try:
             encoded = encode_normalized(entry)
         except (TypeError, ValueError):
@@ -408,14 +413,18 @@ class AuditLog:
             encoded = encode_normalized(entry)
         digest = hashlib.sha256(encoded).hexdigest()
         line = entry_line(encoded, digest)
-        entry["hash"] = digest
+        self._kinds[kind] += 1
         self._seq += 1
         self._prev = digest
         self._buf.append(line)
         self._buf_bytes += len(line)
         if not self._unsynced:
             self._first_unsynced = time.monotonic()
-        self._unsynced.append((entry, line))
+        if self.exporters:
+            entry["hash"] = digest
+            self._unsynced.append((entry, line))
+        else:
+            self._unsynced.append((None, line))  # keep no dicts alive that nobody will read
 
     def _checkpoint(self, reason: str) -> None:
         ts = rfc3339(self._clock())
@@ -488,7 +497,7 @@ class AuditLog:
     def _sync(self) -> None:
         os.fsync(self._fd)
         done, self._unsynced = self._unsynced, []
-        kinds = Counter(e["kind"] for e, _ in done)
+        kinds, self._kinds = self._kinds, Counter()
         for kind, c in kinds.items():
             self.metrics.audit_entries.labels(kind).inc(c)
         if self._oldest_enqueued is not None:
