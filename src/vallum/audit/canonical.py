@@ -43,7 +43,7 @@ if _c_make_encoder is not None:
         return "".join(_c_encode(value, 0))
 
 else:  # pragma: no cover - CPython always has the C accelerator
-    _dumps = json.JSONEncoder(
+    _dumps = json.JSONEncoder(  # type: ignore[assignment]
         ensure_ascii=False,
         allow_nan=False,
         sort_keys=True,

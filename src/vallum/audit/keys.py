@@ -60,11 +60,12 @@ def load_or_create_signing_key(path: Path) -> tuple[Ed25519PrivateKey, bool]:
     except OSError as exc:
         raise AuditKeyError(f"cannot read signing key {path}: {exc.strerror}") from None
     try:
-        key = serialization.load_pem_private_key(data, password=None)
+        loaded = serialization.load_pem_private_key(data, password=None)
     except (ValueError, TypeError) as exc:
         raise AuditKeyError(f"{path} is not an unencrypted PEM private key: {exc}") from None
-    if not isinstance(key, Ed25519PrivateKey):
+    if not isinstance(loaded, Ed25519PrivateKey):
         raise AuditKeyError(f"{path} is not an Ed25519 key")
+    key = loaded
     if os.stat(path).st_mode & 0o077:
         # A key readable by others lets them forge checkpoints: tighten it, the owner can still read.
         os.chmod(path, 0o600)

@@ -24,6 +24,7 @@ import base64
 import binascii
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -281,7 +282,7 @@ def trusted_keys_beside(directory: Path) -> tuple[dict[str, Ed25519PublicKey], l
     return keys, names
 
 
-def verify_log(path: str | Path, key_files: list[str | Path] | None = None) -> VerifyReport:
+def verify_log(path: str | Path, key_files: Sequence[str | Path] | None = None) -> VerifyReport:
     """Verify a log directory or one segment file (see the module docstring)."""
     p = Path(path)
     report = VerifyReport(status=INTACT)
