@@ -16,6 +16,7 @@ from vallum.decisions.record import new_request_id
 from vallum.detection.model import Action, Finding, strongest
 
 DEFAULT_PORTS = {"http": 80, "https": 443}
+SECRET_CATEGORIES = frozenset({"credential", "pii", "entropy"})
 
 
 class TargetError(ValueError):
@@ -116,13 +117,20 @@ class Flow:
     def url(self) -> str:
         return self.target.url if self.target else ""
 
-    @property
-    def destination(self) -> str | None:
-        if self.target is None:
+    def destination_for(self, findings: list[Finding]) -> str | None:
+        """Where the request went, for the record: never the query, and only the registrable
+        domain when a secret was found in the URL itself (a host label or path may carry it)."""
+        t = self.target
+        if t is None:
             return None
+        if any(f.category in SECRET_CATEGORIES and f.location.split(".")[0] in ("url", "connect", "fetch")
+               for f in findings):
+            from vallum.egress.policy import registrable_domain
+
+            return f"{t.scheme}://{registrable_domain(t.host)}/[redacted]"
         if self.transport == "egress.connect" and not self.intercepted:
-            return f"{self.target.host}:{self.target.port}"
-        return self.target.url
+            return f"{t.host}:{t.port}"
+        return f"{t.scheme}://{t.authority}{t.path.split('?', 1)[0]}"
 
     def action(self, findings: list[Finding] | None = None) -> Action:
         return strongest([f.action for f in (self.findings if findings is None else findings)])
@@ -144,7 +152,7 @@ class Flow:
             action=str(action),
             request_id=self.id,
             direction=direction,
-            destination=self.destination,
+            destination=self.destination_for(self.findings if findings is None else findings),
             principal=self.principal,
             findings=list(self.findings if findings is None else findings),
             reason=reason,

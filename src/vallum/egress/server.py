@@ -90,10 +90,11 @@ class Tunnel:
 class ProxyState:
     """One configuration in force: config, compiled inspector, CA, upstream TLS context."""
 
-    def __init__(self, config: Config, generation: int = 0) -> None:
+    def __init__(self, config: Config, generation: int = 0,
+                 inspector_factory: Callable[[Config], Inspector] = get_inspector) -> None:
         self.config = config
         self.generation = generation
-        self.inspector: Inspector = get_inspector(config)
+        self.inspector: Inspector = inspector_factory(config)
         tls = config.egress.tls
         self.ca: CertificateAuthority | None = None
         if tls.intercept:
@@ -131,8 +132,10 @@ class EgressProxy:
     def __init__(self, config: Config | None = None, sink: DecisionSink | None = None, *,
                  resolver: Resolver | None = None, connector: Connector | None = None,
                  principal_resolver: PrincipalResolver | None = None, limiter: RateLimiter | None = None,
-                 config_path: str | Path | None = None, clock: Callable[[], float] = time.time) -> None:
-        self.state = ProxyState(config or Config())
+                 config_path: str | Path | None = None, clock: Callable[[], float] = time.time,
+                 inspector_factory: Callable[[Config], Inspector] = get_inspector) -> None:
+        self.inspector_factory = inspector_factory
+        self.state = ProxyState(config or Config(), 0, inspector_factory)
         self.sink: DecisionSink = sink or NullSink()
         self.resolver: Resolver = resolver or default_resolver
         self.connector: Connector = connector or default_connector
@@ -206,7 +209,7 @@ class EgressProxy:
         Raises (and keeps the old configuration) when the new one cannot be used, e.g. a bad rule
         file or missing CA. Requests already running finish under the configuration they started with.
         """
-        new = ProxyState(config, self.state.generation + 1)
+        new = ProxyState(config, self.state.generation + 1, self.inspector_factory)
         weak = weakenings(self.state.config, config)
         if config.proxy.listen != self.state.config.proxy.listen:
             log.warning("proxy.listen changed to %s: takes effect after a restart", config.proxy.listen)
@@ -902,7 +905,7 @@ class EgressProxy:
                     return await self._fail(conn, stream, flow, state, "egress.too_many_redirects",
                                             f"more than {eg.max_redirects} redirects", status=403)
                 url = urljoin(flow.target.url, location)
-                flow.extra.setdefault("redirects", []).append(url)
+                flow.extra.setdefault("redirects", []).append(urlsplit(url).netloc[-200:])
                 continue
             break
         ctype = _header(rheaders, b"content-type") or ""
