@@ -361,8 +361,8 @@ def test_ca(tmp_path_factory: pytest.TempPathFactory) -> CertificateAuthority:
 
 @pytest.fixture(scope="session")
 def upstream_tls(test_ca: CertificateAuthority) -> ssl.SSLContext:
-    """A server context for the loopback TLS upstream: a leaf for upstream.test from the test CA."""
-    ctx = test_ca.context_for("upstream.test")
+    """A server context for the loopback TLS upstream: a leaf for upstream.example.com from the test CA."""
+    ctx = test_ca.context_for("upstream.example.com")
     return ctx
 
 

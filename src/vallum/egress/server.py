@@ -753,10 +753,6 @@ class EgressProxy:
             return await self._deny(conn, stream, flow, findings, close=True)
         flow.pinned_ip = ip
         flow.findings = findings
-        if not self._emit(flow.record(flow.action())):
-            return await self._fail(conn, stream, flow, state, "vallum.sink_refused",
-                                    "the decision could not be recorded; blocked (fail closed)", status=403,
-                                    close=True)
         # 200 written by hand: h11 would add framing headers that a CONNECT 2xx must not carry.
         stream.write(b"HTTP/1.1 200 Connection Established\r\n\r\n")
         await stream.drain()
@@ -793,7 +789,14 @@ class EgressProxy:
             if not self._tunnel_refused(flow, f):
                 return False
         tls = state.config.egress.tls
-        if state.ca is not None and tls.intercept and not policy.domain_matches(host, tls.passthrough):
+        intercept = state.ca is not None and tls.intercept and not policy.domain_matches(host, tls.passthrough)
+        flow.extra["intercept"] = intercept
+        # Recorded once the ClientHello is checked, so the record names the SNI; a refusal closes.
+        if not self._emit(flow.record(flow.action())):
+            log.error("decision sink refused a CONNECT record; tunnel closed (fail closed)")
+            return False
+        if intercept:
+            assert state.ca is not None
             flow.intercepted = True
             try:
                 inner = await TLSStream.server(stream, state.ca.context_for(sni or host), initial=buf,
@@ -810,10 +813,11 @@ class EgressProxy:
     def _tunnel_refused(self, flow: Flow, finding: Finding, force_block: bool = False) -> bool:
         """Record a tunnel-level finding after the 200; True when the tunnel may go on (audit)."""
         action = Action.BLOCK if force_block else finding.action
-        self._emit(flow.record(action, findings=[finding], reason=finding.message))
         if action is Action.BLOCK:
+            self._emit(flow.record(action, findings=[*flow.findings, finding], reason=finding.message))
             self.stats["blocked"] += 1
             return False
+        flow.findings.append(finding)  # audit: recorded with the tunnel's decision
         return True
 
     async def _splice(self, client: ByteStream, first: bytes, flow: Flow, state: ProxyState) -> None:
