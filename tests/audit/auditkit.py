@@ -17,12 +17,24 @@ T0 = 1_795_000_000.0  # 2026-11-18T...
 
 
 def record(i: int = 0, action: str = "block", **kw: Any) -> DecisionRecord:
-    f = Finding("dlp.github_pat", "credential", "critical", Action(action) if action in ("allow", "warn", "block")
-                else Action.BLOCK, "GitHub personal access token", location="body", evidence="ghp_…[redacted]")
+    f = Finding(
+        "dlp.github_pat",
+        "credential",
+        "critical",
+        Action(action) if action in ("allow", "warn", "block") else Action.BLOCK,
+        "GitHub personal access token",
+        location="body",
+        evidence="ghp_…[redacted]",
+    )
     base: dict[str, Any] = dict(
-        ts=T0 + i, transport="egress.http", action=action, request_id=f"req-{i}",
-        destination="https://api.example.com/v1/x", principal=Principal(user=f"u{i % 3}", agent="agent:support"),
-        findings=[f] if action != "allow" else [], duration_ms=0.5,
+        ts=T0 + i,
+        transport="egress.http",
+        action=action,
+        request_id=f"req-{i}",
+        destination="https://api.example.com/v1/x",
+        principal=Principal(user=f"u{i % 3}", agent="agent:support"),
+        findings=[f] if action != "allow" else [],
+        duration_ms=0.5,
     )
     base.update(kw)
     return DecisionRecord(**base)

@@ -151,10 +151,19 @@ def test_crash_during_rotation_is_recovered(logdir: Path):
     # a writer that died right after its rotation checkpoint, before opening the next file
     key = serialization.load_pem_private_key((logdir / "audit.key").read_bytes(), None)
     last = json.loads(lines[-1])
-    cp = {"v": 1, "seq": last["seq"] + 1, "kind": "checkpoint", "ts": last["ts"], "prev": last["hash"],
-          "reason": "rotate", "key_id": last["key_id"], "entries": 0}
-    cp["sig"] = base64.b64encode(key.sign(checkpoint_message(cp["seq"], cp["prev"], cp["ts"], cp["key_id"],
-                                                             "rotate"))).decode()
+    cp = {
+        "v": 1,
+        "seq": last["seq"] + 1,
+        "kind": "checkpoint",
+        "ts": last["ts"],
+        "prev": last["hash"],
+        "reason": "rotate",
+        "key_id": last["key_id"],
+        "entries": 0,
+    }
+    cp["sig"] = base64.b64encode(
+        key.sign(checkpoint_message(cp["seq"], cp["prev"], cp["ts"], cp["key_id"], "rotate"))
+    ).decode()
     enc = canonical_bytes(cp)
     path.write_bytes(path.read_bytes() + entry_line(enc, hashlib.sha256(enc).hexdigest()))
     assert verify_log(logdir).status == "tampered"

@@ -105,7 +105,7 @@ def test_syslog_tcp_octet_counting(logdir: Path):
     ex = SyslogExporter(f"127.0.0.1:{port}", "tcp", app_name="vallum-test", metrics=VallumMetrics())
     with new_log(logdir, exporters=[ex]) as log:
         for i in range(25):
-            log.emit(record(i, reason="multi\nline ] \" \\ reason"))
+            log.emit(record(i, reason='multi\nline ] " \\ reason'))
     t.join(10)
     srv.close()
     frames, buf = [], bytes(received)
@@ -122,14 +122,21 @@ def test_syslog_tcp_octet_counting(logdir: Path):
 
 @given(st.text(max_size=40), st.lists(st.text(max_size=12), max_size=3))
 def test_rfc5424_structured_data_escaping(reason_text, rules):
-    entry = {"seq": 7, "kind": "decision", "ts": "2026-11-22T00:00:00.000000Z", "hash": "ab" * 32,
-             "action": reason_text, "rules": rules, "transport": "x]y\"z\\"}
+    entry = {
+        "seq": 7,
+        "kind": "decision",
+        "ts": "2026-11-22T00:00:00.000000Z",
+        "hash": "ab" * 32,
+        "action": reason_text,
+        "rules": rules,
+        "transport": 'x]y"z\\',
+    }
     raw = format_rfc5424(entry, b'{"a":1}\n', app_name="vallum-test", hostname="h", procid="1")
     m = RFC5424.match(raw)
     assert m
     _, params = parse_sd(m["sd"].decode())
     assert params["action"] == reason_text
-    assert params["transport"] == "x]y\"z\\"
+    assert params["transport"] == 'x]y"z\\'
     if rules:
         assert params["rules"] == ",".join(rules)
 
@@ -214,8 +221,9 @@ def test_exporter_queue_is_bounded():
 
 def test_otlp_http_json(logdir: Path, receiver: Receiver):
     receiver.fail_first = 0
-    ex = OtlpLogsExporter(receiver.url, {"Authorization": "Bearer x"}, service_name="vallum-test",
-                          backoff_s=0.01, metrics=VallumMetrics())
+    ex = OtlpLogsExporter(
+        receiver.url, {"Authorization": "Bearer x"}, service_name="vallum-test", backoff_s=0.01, metrics=VallumMetrics()
+    )
     with new_log(logdir, exporters=[ex]) as log:
         log.emit(record(1))
         assert log.flush()

@@ -26,11 +26,15 @@ def samples(metrics: VallumMetrics, name: str) -> list:
 def test_metrics_sink_counts_decisions_and_latency():
     m = VallumMetrics()
     sink = MetricsSink(m)
-    assert sink.emit(DecisionRecord(ts=0, transport="egress.http", action="block",
-                                    findings=[finding("dlp.x")], duration_ms=2.0))
+    assert sink.emit(
+        DecisionRecord(ts=0, transport="egress.http", action="block", findings=[finding("dlp.x")], duration_ms=2.0)
+    )
     assert sink.emit(DecisionRecord(ts=0, transport="egress.http", action="allow", duration_ms=0.04))
-    assert sink.emit(DecisionRecord(ts=0, transport="mcp.stdio", action="warn",
-                                    findings=[finding("inj.a", "injection", Action.WARN)]))
+    assert sink.emit(
+        DecisionRecord(
+            ts=0, transport="mcp.stdio", action="warn", findings=[finding("inj.a", "injection", Action.WARN)]
+        )
+    )
     g = m.registry.get_sample_value
     assert g("vallum_decisions_total", {"transport": "egress.http", "action": "block", "category": "credential"}) == 1
     assert g("vallum_decisions_total", {"transport": "egress.http", "action": "allow", "category": "none"}) == 1
@@ -46,8 +50,11 @@ def test_label_cardinality_is_bounded():
     m = VallumMetrics(max_rules=10)
     sink = MetricsSink(m)
     for i in range(500):
-        sink.emit(DecisionRecord(ts=0, transport=f"weird.{i}", action=f"act{i}",
-                                 findings=[finding(f"rule.{i}", category=f"cat{i}")]))
+        sink.emit(
+            DecisionRecord(
+                ts=0, transport=f"weird.{i}", action=f"act{i}", findings=[finding(f"rule.{i}", category=f"cat{i}")]
+            )
+        )
     rules = {s.labels["rule"] for s in samples(m, "vallum_rule_hits_total")}
     assert len(rules) == 11 and "other" in rules
     dec = samples(m, "vallum_decisions_total")
@@ -91,5 +98,9 @@ def test_render_metrics_and_endpoint():
     assert resp.status_code == 200
     assert resp.headers["content-type"].startswith("text/plain")
     assert b'vallum_decisions_total{action="allow",category="none",transport="scan.api"}' in resp.body
-    assert METRICS.registry.get_sample_value(
-        "vallum_decisions_total", {"transport": "scan.api", "action": "allow", "category": "none"}) >= 1
+    assert (
+        METRICS.registry.get_sample_value(
+            "vallum_decisions_total", {"transport": "scan.api", "action": "allow", "category": "none"}
+        )
+        >= 1
+    )

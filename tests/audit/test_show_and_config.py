@@ -97,19 +97,34 @@ def test_config_section_strict_and_defaults():
     cfg = parse_config({})
     assert cfg.audit.checkpoint_every == 1000 and cfg.audit.queue_full == "block"
     assert cfg.audit.resolve_dir(cfg.data_dir) == Path("./vallum-data/audit")
-    full = parse_config({"audit": {
-        "dir": "/x", "checkpoint_every": 10, "rotate_bytes": 2048, "keep_files": 3, "queue_size": 5,
-        "queue_full": "drop", "fsync_every": 10, "fsync_interval_ms": 5, "key_path": "/k",
-        "exporters": {
-            "syslog": {"address": "127.0.0.1:514", "protocol": "tcp", "app_name": "v", "facility": 17},
-            "webhook": {"url": "http://127.0.0.1:9/h", "headers": {"A": "b"}, "max_queue": 10, "retries": 1},
-            "otlp": {"endpoint": "http://127.0.0.1:4318", "headers": {}, "service_name": "s"},
-        },
-    }})
+    full = parse_config(
+        {
+            "audit": {
+                "dir": "/x",
+                "checkpoint_every": 10,
+                "rotate_bytes": 2048,
+                "keep_files": 3,
+                "queue_size": 5,
+                "queue_full": "drop",
+                "fsync_every": 10,
+                "fsync_interval_ms": 5,
+                "key_path": "/k",
+                "exporters": {
+                    "syslog": {"address": "127.0.0.1:514", "protocol": "tcp", "app_name": "v", "facility": 17},
+                    "webhook": {"url": "http://127.0.0.1:9/h", "headers": {"A": "b"}, "max_queue": 10, "retries": 1},
+                    "otlp": {"endpoint": "http://127.0.0.1:4318", "headers": {}, "service_name": "s"},
+                },
+            }
+        }
+    )
     assert full.audit.exporters.syslog.protocol == "tcp"
-    for bad in ({"queue_full": "maybe"}, {"exporters": {"syslog": {"address": "nohost"}}},
-                {"exporters": {"webhook": {"url": "ftp://x"}}}, {"unknown": 1},
-                {"exporters": {"syslog": {"address": "127.0.0.1:514", "protcol": "udp"}}}):
+    for bad in (
+        {"queue_full": "maybe"},
+        {"exporters": {"syslog": {"address": "nohost"}}},
+        {"exporters": {"webhook": {"url": "ftp://x"}}},
+        {"unknown": 1},
+        {"exporters": {"syslog": {"address": "127.0.0.1:514", "protcol": "udp"}}},
+    ):
         with pytest.raises(ConfigError):
             parse_config({"audit": bad})
 
@@ -125,7 +140,8 @@ def test_factory(tmp_path: Path):
     assert open_audit_log(parse_config({"audit": {"enabled": False}})) is None
     with pytest.raises(ValueError, match="mode: audit"):
         open_audit_log(parse_config({"data_dir": str(tmp_path), "audit": {"queue_full": "drop"}}))
-    log = open_audit_log(parse_config({"mode": "audit", "data_dir": str(tmp_path / "b"),
-                                       "audit": {"queue_full": "drop"}}))
+    log = open_audit_log(
+        parse_config({"mode": "audit", "data_dir": str(tmp_path / "b"), "audit": {"queue_full": "drop"}})
+    )
     assert log is not None and log.queue_full == "drop"
     log.close()

@@ -278,6 +278,15 @@ def test_non_canonical_rewrite_is_caught(one_file: Path):
     assert_tampered(one_file, SEG1, 3, "canonical")
 
 
+def test_non_canonical_number_with_recomputed_hash_is_caught(one_file: Path):
+    path = one_file / SEG1
+    lines = lines_of(path)
+    body = lines[3][: lines[3].index(b',"hash":')].replace(b'"duration_ms":0.5', b'"duration_ms":0.50')
+    lines[3] = body + b',"hash":"' + hashlib.sha256(body).hexdigest().encode() + b'"}\n'
+    path.write_bytes(b"".join(lines))
+    assert_tampered(one_file, SEG1, 3, "canonical")
+
+
 def test_duplicate_key_trick_is_caught(one_file: Path):
     path = one_file / SEG1
     lines = lines_of(path)

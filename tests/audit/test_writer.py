@@ -35,8 +35,13 @@ def test_decision_entry_holds_every_documented_member(logdir: Path):
     assert e["ts"] == "2026-11-18T11:06:41.000000Z"  # T0 + 1 s, UTC
     assert e["request_id"] == "req-1" and e["transport"] == "egress.http" and e["action"] == "block"
     assert e["destination"] == "https://api.example.com/v1/x"
-    assert e["principal"] == {"user": "alice", "session": "s1", "agent": "agent:a", "api_key": "k_12",
-                              "ip": "127.0.0.1"}
+    assert e["principal"] == {
+        "user": "alice",
+        "session": "s1",
+        "agent": "agent:a",
+        "api_key": "k_12",
+        "ip": "127.0.0.1",
+    }
     assert e["rules"] == ["dlp.github_pat"]
     assert e["findings"][0]["evidence"] == "ghp_…[redacted]"
     assert e["duration_ms"] == 0.5 and e["reason"] == "policy" and e["extra"] == {"bytes": 12}
@@ -49,13 +54,18 @@ def test_defence_in_depth_redaction(logdir: Path):
     leaky = Finding("dlp.github_pat", "credential", "critical", Action.BLOCK, f"found {token}", evidence=token)
     metrics = VallumMetrics()
     with new_log(logdir, metrics=metrics) as log:
-        log.emit(DecisionRecord(
-            ts=T0, transport="mcp.stdio", action="block", findings=[leaky],
-            destination=f"https://bob:hunter2hunter2@api.example.com/?access_token={aws}",
-            reason="Authorization: Bearer sk-abcdefghijklmnopqrstuvwx1234",
-            extra={"args": {"password": "correct horse battery staple", "note": f"key {aws}"}},
-            principal=Principal(api_key=token),
-        ))
+        log.emit(
+            DecisionRecord(
+                ts=T0,
+                transport="mcp.stdio",
+                action="block",
+                findings=[leaky],
+                destination=f"https://bob:hunter2hunter2@api.example.com/?access_token={aws}",
+                reason="Authorization: Bearer sk-abcdefghijklmnopqrstuvwx1234",
+                extra={"args": {"password": "correct horse battery staple", "note": f"key {aws}"}},
+                principal=Principal(api_key=token),
+            )
+        )
     raw = (logdir / SEG1).read_text()
     for secret in (token, aws, "hunter2hunter2", "abcdefghijklmnopqrstuvwx1234", "correct horse"):
         assert secret not in raw
@@ -69,8 +79,13 @@ def test_defence_in_depth_redaction(logdir: Path):
 
 def test_ordinary_values_are_not_redacted(logdir: Path):
     with new_log(logdir) as log:
-        log.emit(record(2, destination="https://api.openai.com/v1/chat/completions",
-                        extra={"prompt_hash": "a" * 20 + "0123456789abcdef" * 2 + "b" * 12, "model": "gpt-4o-mini"}))
+        log.emit(
+            record(
+                2,
+                destination="https://api.openai.com/v1/chat/completions",
+                extra={"prompt_hash": "a" * 20 + "0123456789abcdef" * 2 + "b" * 12, "model": "gpt-4o-mini"},
+            )
+        )
     e = entries_of(logdir / SEG1)[1]
     assert e["destination"] == "https://api.openai.com/v1/chat/completions"
     assert e["extra"]["model"] == "gpt-4o-mini"
@@ -79,8 +94,21 @@ def test_ordinary_values_are_not_redacted(logdir: Path):
 
 def test_odd_values_are_logged_and_verify(logdir: Path):
     with new_log(logdir) as log:
-        log.emit(record(3, extra={"nan": float("nan"), "tiny": 1e-9, "big": 1e300, "s": "bad \ud800 surrogate",
-                                  "t": (1, 2), "obj": object(), "f": 2.0}, duration_ms=1e-9))
+        log.emit(
+            record(
+                3,
+                extra={
+                    "nan": float("nan"),
+                    "tiny": 1e-9,
+                    "big": 1e300,
+                    "s": "bad \ud800 surrogate",
+                    "t": (1, 2),
+                    "obj": object(),
+                    "f": 2.0,
+                },
+                duration_ms=1e-9,
+            )
+        )
     e = entries_of(logdir / SEG1)[1]
     assert e["extra"]["f"] == 2 and e["extra"]["t"] == [1, 2]
     assert e["extra"]["nan"] == "nan" and e["extra"]["s"] == "bad \ufffd surrogate"
@@ -252,6 +280,7 @@ def test_flush_makes_entries_durable_and_visible(logdir: Path):
 
 def test_many_threads_emit_concurrently(logdir: Path):
     with new_log(logdir, checkpoint_every=100) as log:
+
         def work(t: int) -> None:
             for i in range(300):
                 assert log.emit(record(t * 1000 + i))

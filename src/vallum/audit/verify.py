@@ -31,7 +31,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from vallum.audit.canonical import GENESIS_PREV, CanonicalError, canonical_bytes, entry_line
+from vallum.audit.canonical import GENESIS_PREV, CanonicalError, canonical_float, encode_normalized, entry_line
 from vallum.audit.entry import (
     CHECKPOINT_REASONS,
     FORMAT_VERSION,
@@ -119,13 +119,26 @@ class ChainBroken(Exception):
         self.problem = problem
 
 
+def _canonical_float_text(text: str) -> float:
+    x = float(text)
+    if canonical_float(x) is not x or repr(x) != text:
+        raise CanonicalError(f"number {text} is not in canonical form")
+    return x
+
+
+def _no_constant(text: str) -> Any:
+    raise CanonicalError(f"{text} is not a JSON number")
+
+
 def parse_entry(raw: bytes) -> tuple[dict[str, Any], str]:
     """Parse one stored line and check its own hash and canonical form. Returns (entry, hash).
 
     Raises ValueError with a message naming what is wrong.
     """
     try:
-        entry = json.loads(raw)
+        entry = json.loads(raw, parse_float=_canonical_float_text, parse_constant=_no_constant)
+    except CanonicalError as exc:
+        raise ValueError(f"entry has no canonical encoding: {exc}") from None
     except (ValueError, UnicodeDecodeError):
         raise ValueError("line is not valid JSON (edited or corrupted)") from None
     if not isinstance(entry, dict):
@@ -135,9 +148,10 @@ def parse_entry(raw: bytes) -> tuple[dict[str, Any], str]:
             raise ValueError(f"member {name!r} is missing or not a {typ.__name__}")
     digest = entry.pop("hash")
     try:
-        encoded = canonical_bytes(entry)
-    except CanonicalError as exc:
-        raise ValueError(f"entry has no canonical encoding: {exc}") from None
+        # Every number was checked while parsing, so the plain encoder is the canonical one here.
+        encoded = encode_normalized(entry)
+    except (UnicodeEncodeError, TypeError, ValueError):
+        raise ValueError("entry has no canonical encoding (a lone surrogate or bad value)") from None
     if hashlib.sha256(encoded).hexdigest() != digest:
         raise ValueError("hash does not match the entry's content (entry edited)")
     if entry_line(encoded, digest) != raw + b"\n":
