@@ -18,7 +18,9 @@ audit_app = typer.Typer(help="Verify and read the hash-chained, signed audit log
 def verify(
     path: Path = typer.Argument(..., help="An audit log directory or one audit-NNNNNN.jsonl file."),
     key: list[Path] = typer.Option(
-        None, "--key", "-k",
+        None,
+        "--key",
+        "-k",
         help="Trusted public key (PEM or base64). Repeat for logs signed by several keys. "
         "Default: audit.pub beside the log.",
     ),
@@ -86,7 +88,10 @@ def show(
         flt = EntryFilter(
             since=parse_time(since, now) if since else None,
             until=parse_time(until, now) if until else None,
-            rule=rule, principal=principal, action=action, kind=kind,
+            rule=rule,
+            principal=principal,
+            action=action,
+            kind=kind,
         )
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
