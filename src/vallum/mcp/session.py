@@ -44,6 +44,13 @@ Approver = Callable[[str, str, dict[str, Any], policy.PolicyHit], bool]
 _ACTION_OF = {"allow": Action.ALLOW, "warn": Action.WARN, "block": Action.BLOCK}
 
 
+def is_modern(params: dict[str, Any]) -> bool:
+    """Whether a request uses the per-request envelope of protocol 2026-07-28 and later (whose
+    results carry `resultType`)."""
+    meta = params.get("_meta") if isinstance(params, dict) else None
+    return isinstance(meta, dict) and "io.modelcontextprotocol/protocolVersion" in meta
+
+
 def id_key(rid: Any) -> str:
     """A dict key for a JSON-RPC id that keeps 1 and "1" apart."""
     return json.dumps(rid)
@@ -88,10 +95,11 @@ class ServerContext:
 
     def __init__(self, name: str, inspector: Inspector, pins: PinStore | None = None,
                  sink: DecisionSink | None = None, transport: str = "mcp.stdio",
-                 approver: Approver | None = None) -> None:
+                 approver: Approver | None = None, mcp_config: McpConfig | None = None) -> None:
         self.name = name
         self.inspector = inspector
-        self.config: McpConfig = inspector.config.mcp
+        #: the `mcp:` section in force (default: the inspector's config)
+        self.config: McpConfig = mcp_config if mcp_config is not None else inspector.config.mcp
         self.pins = pins if pins is not None else PinStore()
         self.sink: DecisionSink = sink if sink is not None else NullSink()
         self.transport = transport
@@ -287,8 +295,10 @@ class McpSession:
             text = f"{text} ({note})"
         decision = self._decision_meta(findings, Action.BLOCK, rid)
         if msg.method == "tools/call":
-            result = {"content": [{"type": "text", "text": f"Blocked by vallum: {text}"}], "isError": True,
-                      "_meta": {"vallum/decision": decision}}
+            result: dict[str, Any] = {"content": [{"type": "text", "text": f"Blocked by vallum: {text}"}],
+                                      "isError": True, "_meta": {"vallum/decision": decision}}
+            if is_modern(msg.params):
+                result["resultType"] = "complete"
             return jsonrpc.dumps(jsonrpc.result_response(msg.id, result))
         return jsonrpc.dumps(jsonrpc.error_response(msg.id, BLOCKED_CODE, f"Blocked by vallum: {text}",
                                                     {"vallum/decision": decision}))
@@ -520,7 +530,8 @@ class McpSession:
             findings.append(f)
             action = Action.BLOCK
         if action is Action.BLOCK:
-            req = Message({"jsonrpc": "2.0", "id": msg.id, "method": "tools/call"}, "request")
+            req = Message({"jsonrpc": "2.0", "id": msg.id, "method": "tools/call", "params": pending.params},
+                          "request")
             return Outcome(to_client=[self.blocked_reply(req, findings, "tool result withheld")],
                            findings=findings, action=action)
         if action is Action.WARN and isinstance(result, dict):
