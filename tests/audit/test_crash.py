@@ -170,3 +170,16 @@ def test_crash_during_rotation_is_recovered(logdir: Path):
     write_log(logdir, 2)
     assert entries_of(logdir / "audit-000002.jsonl")[0]["kind"] == "recovery"
     assert verify_log(logdir).ok
+
+
+def test_interpreter_exit_without_close_still_writes_the_closing_checkpoint(logdir: Path):
+    code = (
+        "import sys\nfrom vallum.audit.writer import AuditLog\nfrom vallum.decisions import DecisionRecord\n"
+        "log = AuditLog(sys.argv[1]).start()\n"
+        "for i in range(5):\n    log.emit(DecisionRecord(ts=1.0, transport='x', action='allow'))\n"
+    )
+    subprocess.run([sys.executable, "-c", code, str(logdir)], check=True, timeout=60)
+    entries = entries_of(logdir / SEG1)
+    assert entries[-1]["kind"] == "checkpoint" and entries[-1]["reason"] == "close"
+    assert len([e for e in entries if e["kind"] == "decision"]) == 5
+    assert verify_log(logdir).ok

@@ -7,12 +7,14 @@ entries to the SIEM exporters. See docs/audit-log.md for the format.
 
 from __future__ import annotations
 
+import atexit
 import base64
 import hashlib
 import logging
 import os
 import threading
 import time
+import weakref
 from collections import Counter, deque
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -137,6 +139,7 @@ class AuditLog:
         self._oldest_enqueued: float | None = None
         self._batch_max = 4096
         self.public_key_path: Path | None = None
+        self._atexit: Callable[[], Any] | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -165,6 +168,10 @@ class AuditLog:
             self._started = self._accepting = True
             self._thread = threading.Thread(target=self._run, name="vallum-audit-writer", daemon=True)
             self._thread.start()
+            # A clean interpreter exit still gets its closing checkpoint if the owner forgot close().
+            ref = weakref.ref(self)
+            self._atexit = lambda: (lambda log: log.close() if log is not None else None)(ref())
+            atexit.register(self._atexit)
         return self
 
     def emit(self, record: DecisionRecord) -> bool:
@@ -208,6 +215,9 @@ class AuditLog:
             self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout)
+        if self._atexit is not None:
+            atexit.unregister(self._atexit)
+            self._atexit = None
         for ex in self.exporters:
             ex.close()
         self.metrics.track_queue("audit", lambda: 0)
