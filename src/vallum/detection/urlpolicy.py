@@ -426,7 +426,8 @@ def check_url(inspector: Any, url: str, method: str = "GET", location: str = "ur
         _check_ssrf(c, name, ip, port)
         _check_lists(c, name, ip)
     _check_path(c, parts.path, fields)
-    entropy_inputs: list[tuple[str, str, tuple[str, ...]]] = []
+    # path segments (not the whole path) go to the entropy check like query values do
+    entropy_inputs = [(p, t, ch) for p, t, ch in fields if p == "path" and "/" not in t]
     query_values: list[str] = []
     secret_params: list[tuple[str, str, str, tuple[str, ...]]] = []
     if parts.query:
@@ -438,6 +439,8 @@ def check_url(inspector: Any, url: str, method: str = "GET", location: str = "ur
         entropy_inputs.extend(_param_entropy_inputs(parts.fragment, "fragment", fragment=True))
 
     c.findings.extend(_scan_fields(inspector, location, fields))
+    # rules whose pattern spans several parts (a Slack/Discord webhook URL: host + path)
+    c.findings.extend(_joined(inspector, location, clean, c.findings, "whole_url", exact=True))
     if len(query_values) > 1:
         c.findings.extend(_joined(inspector, f"{location}.query", "".join(query_values), c.findings,
                                   "joined_params"))
@@ -825,12 +828,19 @@ def _scan_fields(inspector: Any, location: str, fields: list[tuple[str, str, tup
     return out
 
 
-def _joined(inspector: Any, loc: str, text: str, already: list[Finding], step: str) -> list[Finding]:
+def _joined(inspector: Any, loc: str, text: str, already: list[Finding], step: str,
+            exact: bool = False) -> list[Finding]:
+    """Credential findings in `text` (parts joined) that no single part produced."""
     seen = {f.rule for f in already if f.location.startswith(loc)}
+    if exact:
+        # the whole URL: anything a part already reported, under any rule, is not repeated
+        seen |= {f.rule for f in already if f.category in ("credential", "pii")}
+        if any(f.category == "credential" for f in already):
+            seen.add("dlp.url_password")
     out = []
     for f in _dlp(inspector, text, loc):
         if f.rule not in seen and f.category in ("credential", "pii"):
-            out.append(dataclasses.replace(f, decoded=(step, *f.decoded)))
+            out.append(dataclasses.replace(f, decoded=(step, *f.decoded)) if not exact else f)
             seen.add(f.rule)
     return out
 
