@@ -31,13 +31,18 @@ def tool_text_fields(tool: Any, prefix: str = "") -> Iterator[tuple[str, str]]:
         for k, v in tool.items():
             path = f"{prefix}.{k}" if prefix else str(k)
             if prefix and isinstance(k, str) and k:
-                yield f"{path}(key)", k
+                # parameter names are identifiers: read "ignore_previous_instructions" as words
+                yield f"{path}(key)", _identifier_words(k)
             yield from tool_text_fields(v, path)
     elif isinstance(tool, list):
         for i, v in enumerate(tool):
             yield from tool_text_fields(v, f"{prefix}[{i}]")
     elif isinstance(tool, str):
         yield prefix, tool
+
+
+def _identifier_words(name: str) -> str:
+    return re.sub(r"[_\-.]+", " ", re.sub(r"(?<=[a-z0-9])(?=[A-Z])", " ", name)).strip() or name
 
 
 def tool_label(tool: Any, index: int) -> str:
