@@ -23,9 +23,9 @@ from pathlib import Path
 
 from vallum.audit.verify import verify_log
 from vallum.audit.writer import AuditLog
-from vallum.decisions import DecisionRecord, NullSink, Principal
+from vallum.decisions import DecisionRecord, FanoutSink, NullSink, Principal
 from vallum.detection.model import Action, Finding
-from vallum.metrics import VallumMetrics
+from vallum.metrics import MetricsSink, VallumMetrics
 
 FINDING = Finding(
     "dlp.github_pat",
@@ -94,12 +94,14 @@ def latency(directory: Path, rounds: int, burst: int) -> dict:
     log = AuditLog(directory, checkpoint_every=1000, metrics=VallumMetrics())
     log.start()
     null = NullSink()
+    both = FanoutSink(log, MetricsSink(VallumMetrics()))
     on: list[int] = []
     off: list[int] = []
+    with_metrics: list[int] = []
     pc = time.perf_counter_ns
     i = 0
     for _ in range(rounds):
-        for sink, out in ((null, off), (log, on)):
+        for sink, out in ((null, off), (log, on), (both, with_metrics)):
             for _ in range(burst):
                 t = pc()
                 ok = sink.emit(make_record(i))
@@ -117,6 +119,7 @@ def latency(directory: Path, rounds: int, burst: int) -> dict:
         "p50_us_log_off": q(off, 50),
         "p50_us_log_on": q(on, 50),
         "p50_added_us": round(q(on, 50) - q(off, 50), 2),
+        "p50_us_log_and_metrics_on": q(with_metrics, 50),
         "p99_us_log_off": q(off, 99),
         "p99_us_log_on": q(on, 99),
     }

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
@@ -33,6 +33,8 @@ if TYPE_CHECKING:
     from vallum.decisions.record import DecisionRecord
 
 OTHER = "other"
+#: at most this many raw label combinations are cached per metric (the label values are bounded anyway)
+_CHILD_CACHE = 4096
 
 #: transports that the core emits today; others are admitted up to the cap
 KNOWN_TRANSPORTS = (
@@ -108,6 +110,10 @@ class VallumMetrics:
         self.rule = BoundedLabel((), max_new=max_rules)
         self.queue = BoundedLabel(("audit",), max_new=32)
         self.exporter = BoundedLabel(("syslog", "webhook", "otlp"), max_new=8)
+        # metric children by raw label values, so a decision costs dict lookups, not labels() calls
+        self._decision_children: dict[tuple[str, str, str], Any] = {}
+        self._rule_children: dict[tuple[str, str], Any] = {}
+        self._latency_children: dict[str, Any] = {}
 
         self.decisions = Counter(
             "vallum_decisions_total",
@@ -188,18 +194,34 @@ class VallumMetrics:
 
     def count_decision(self, record: DecisionRecord) -> None:
         """Count one decision (and its rules) and observe its scan latency."""
-        transport = self.transport(record.transport)
-        action = self.action(record.action)
         category = "none"
         for f in record.findings:
             category = f.category
             if str(f.action) == record.action:
                 break
-        self.decisions.labels(transport, action, self.category(category)).inc()
+        key = (record.transport, record.action, category)
+        child = self._decision_children.get(key)
+        if child is None:
+            labels = (self.transport(key[0]), self.action(key[1]), self.category(key[2]))
+            child = self.decisions.labels(*labels)
+            if len(self._decision_children) < _CHILD_CACHE:
+                self._decision_children[key] = child
+        child.inc()
         for f in record.findings:
-            self.rule_hits.labels(self.rule(f.rule), self.action(str(f.action))).inc()
+            rkey = (f.rule, str(f.action))
+            rc = self._rule_children.get(rkey)
+            if rc is None:
+                rc = self.rule_hits.labels(self.rule(rkey[0]), self.action(rkey[1]))
+                if len(self._rule_children) < _CHILD_CACHE:
+                    self._rule_children[rkey] = rc
+            rc.inc()
         if record.duration_ms is not None:
-            self.scan_latency.labels(transport).observe(record.duration_ms / 1000.0)
+            h = self._latency_children.get(record.transport)
+            if h is None:
+                h = self.scan_latency.labels(self.transport(record.transport))
+                if len(self._latency_children) < _CHILD_CACHE:
+                    self._latency_children[record.transport] = h
+            h.observe(record.duration_ms / 1000.0)
 
     def observe_scan_latency(self, transport: str, seconds: float) -> None:
         """For transports that time their scans without emitting a record."""
