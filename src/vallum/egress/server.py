@@ -22,6 +22,7 @@ import signal
 import ssl
 import time
 from collections.abc import Callable
+from http import HTTPStatus
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import parse_qs, urljoin, urlsplit
@@ -71,6 +72,13 @@ FETCH_UA = b"vallum-fetch/0.1"
 def default_principal(client_ip: str, headers: list[tuple[bytes, bytes]]) -> Principal:
     """The principal of a request when nothing identifies it better: the client address."""
     return Principal(ip=client_ip, source="listener")
+
+
+def _reason(status: int) -> bytes:
+    try:
+        return HTTPStatus(status).phrase.encode()
+    except ValueError:
+        return b""
 
 
 class _ClientGone(Exception):
@@ -314,10 +322,17 @@ class EgressProxy:
             if isinstance(ev, h11.ConnectionClosed) or not isinstance(ev, h11.Request):
                 return
             self.stats["requests"] += 1
+            if ev.http_version not in (b"1.0", b"1.1"):
+                await self._send_simple(conn, stream, 400, "unsupported HTTP version")
+                return
             if len(ev.headers) > state.config.proxy.max_headers:
                 await self._send_simple(conn, stream, 431, "too many header fields")
                 return
-            keep = await self._dispatch(conn, stream, ev, state, client_ip, tunnel)
+            try:
+                keep = await self._dispatch(conn, stream, ev, state, client_ip, tunnel)
+            except h11.RemoteProtocolError as exc:  # a malformed body (bad chunking, bad length)
+                await self._send_simple(conn, stream, 400, f"malformed request: {exc}")
+                return
             if not keep or conn.our_state is not h11.DONE or conn.their_state is not h11.DONE:
                 return
             try:
@@ -373,7 +388,7 @@ class EgressProxy:
         headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
                    (b"connection", b"close")]
         try:
-            await self._write(conn, stream, h11.Response(status_code=status, headers=headers),
+            await self._write(conn, stream, h11.Response(status_code=status, headers=headers, reason=_reason(status)),
                               h11.Data(data=body), h11.EndOfMessage())
         except h11.LocalProtocolError:
             # h11 refuses when the peer broke the protocol mid-message; answer in raw bytes.
@@ -398,7 +413,7 @@ class EgressProxy:
         flow.status = status
         self.stats["blocked"] += 1
         try:
-            await self._write(conn, stream, h11.Response(status_code=status, headers=headers),
+            await self._write(conn, stream, h11.Response(status_code=status, headers=headers, reason=_reason(status)),
                               h11.Data(data=body), h11.EndOfMessage())
         except h11.LocalProtocolError:
             raise _ClientGone from None

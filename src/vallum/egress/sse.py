@@ -39,8 +39,8 @@ class SSESplitter:
         pos = 0
         while True:
             m = _EVENT_END.search(buf, pos)
-            if m is None:
-                break
+            if m is None or (m.end() == len(buf) and buf.endswith(b"\r")):
+                break  # (a CR at the very end may be half of a CRLF: wait for the next byte)
             events.append(buf[pos:m.end()])
             pos = m.end()
         self._buf = buf[pos:]
