@@ -285,3 +285,15 @@ def test_curl_through_proxy(harness):
     assert "hello from upstream" in out.stdout
     assert "HTTP/1.1 403" in out.stdout and "x-vallum-action: block" in out.stdout.lower()
     assert len(up.requests) == 1
+
+
+def test_missing_detector_module_fails_closed(harness, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "vallum.detection.http", None)  # import now raises ImportError
+    up = harness.upstream()
+    p = harness.proxy()
+    with client(p) as c:
+        r = c.get(f"http://127.0.0.1:{up.port}/")
+    assert r.status_code == 403 and block_json(r)["rule"] == "vallum.internal_error"
+    assert up.requests == []

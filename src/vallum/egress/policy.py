@@ -74,31 +74,43 @@ def protocol_finding(inspector: Inspector, rule: str, message: str, *, severity:
 
 
 def url_findings(inspector: Inspector, url: str, method: str, location: str = "url") -> list[Finding]:
-    from vallum.detection.urlpolicy import check_url
+    def run() -> list[Finding]:
+        from vallum.detection.urlpolicy import check_url
 
-    return guarded(inspector, location, check_url, inspector, url, method, location)
+        return check_url(inspector, url, method, location)
+
+    return guarded(inspector, location, run)
 
 
 def request_findings(inspector: Inspector, method: str, url: str, headers: dict[str, str], body: bytes, *,
                      content_type: str | None, content_encoding: str | None, max_body_bytes: int) -> list[Finding]:
-    from vallum.detection import http
+    def run() -> list[Finding]:
+        from vallum.detection import http
 
-    return guarded(inspector, "request", http.request_findings, inspector, method, url, headers, body,
-                   content_type=content_type, content_encoding=content_encoding, max_body_bytes=max_body_bytes)
+        return http.request_findings(inspector, method, url, headers, body, content_type=content_type,
+                                     content_encoding=content_encoding, max_body_bytes=max_body_bytes)
+
+    return guarded(inspector, "request", run)
 
 
 def response_findings(inspector: Inspector, url: str, status: int, headers: dict[str, str], body: bytes, *,
                       content_type: str | None, content_encoding: str | None, max_body_bytes: int) -> list[Finding]:
-    from vallum.detection import http
+    def run() -> list[Finding]:
+        from vallum.detection import http
 
-    return guarded(inspector, "response", http.response_findings, inspector, url, status, headers, body,
-                   content_type=content_type, content_encoding=content_encoding, max_body_bytes=max_body_bytes)
+        return http.response_findings(inspector, url, status, headers, body, content_type=content_type,
+                                      content_encoding=content_encoding, max_body_bytes=max_body_bytes)
+
+    return guarded(inspector, "response", run)
 
 
 def address_finding(inspector: Inspector, host: str, ip: str, port: int) -> list[Finding]:
-    from vallum.detection.urlpolicy import check_resolved_address
+    def run() -> Finding | None:
+        from vallum.detection.urlpolicy import check_resolved_address
 
-    return guarded(inspector, "dns", check_resolved_address, inspector, host, ip, port)
+        return check_resolved_address(inspector, host, ip, port)
+
+    return guarded(inspector, "dns", run)
 
 
 def text_findings(inspector: Inspector, text: str, location: str) -> list[Finding]:
@@ -107,9 +119,12 @@ def text_findings(inspector: Inspector, text: str, location: str) -> list[Findin
 
 
 def html_findings(inspector: Inspector, html: str, location: str) -> list[Finding]:
-    from vallum.detection.html import scan_html
+    def run() -> list[Finding]:
+        from vallum.detection.html import scan_html
 
-    return guarded(inspector, location, scan_html, inspector, html, location)
+        return scan_html(inspector, html, location)
+
+    return guarded(inspector, location, run)
 
 
 def domain_matches(host: str, patterns: list[str]) -> bool:

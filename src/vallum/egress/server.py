@@ -321,6 +321,7 @@ class EgressProxy:
                 return
             if isinstance(ev, h11.ConnectionClosed) or not isinstance(ev, h11.Request):
                 return
+            state = self.state  # the configuration in force when this request arrived
             self.stats["requests"] += 1
             if ev.http_version not in (b"1.0", b"1.1"):
                 await self._send_simple(conn, stream, 400, "unsupported HTTP version")
