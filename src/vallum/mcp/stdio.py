@@ -124,6 +124,10 @@ async def wrap_stdio(cmd: list[str], session: McpSession, *, client_in: asyncio.
     async def client_loop() -> None:
         try:
             await read_lines(client_in, from_client, oversize("client"))
+            # the client stopped writing but may still read: let requests in flight be answered
+            deadline = time.monotonic() + EXIT_GRACE
+            while session.pending and time.monotonic() < deadline and not server_task.done():
+                await asyncio.sleep(0.01)
         finally:
             if not server_in.is_closing():
                 server_in.close()
