@@ -62,7 +62,7 @@ def test_sigkill_mid_stream_then_verify_and_resume(logdir: Path):
     assert crashed.problem.file == SEG1
     assert "closing checkpoint" in crashed.problem.message or "torn" in crashed.problem.message
     cli = vallum("audit", "verify", str(logdir))
-    assert cli.returncode == 1 and "first bad seq" in cli.stderr
+    assert cli.returncode == 1 and "first bad seq" in cli.stdout and "tampered or truncated" in cli.stderr
 
     before = (logdir / SEG1).read_bytes()
     complete = before[: before.rfind(b"\n") + 1]

@@ -145,3 +145,16 @@ def test_factory(tmp_path: Path):
     )
     assert log is not None and log.queue_full == "drop"
     log.close()
+
+
+def test_yaml_examples_in_the_docs_are_valid_config():
+    import re
+
+    import yaml
+
+    root = Path(__file__).resolve().parents[2]
+    text = (root / "docs" / "audit-log.md").read_text()
+    blocks = re.findall(r"```yaml\n(.*?)```", text, re.S)
+    assert len(blocks) >= 2
+    for block in blocks:
+        parse_config(yaml.safe_load(block))

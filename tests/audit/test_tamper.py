@@ -328,8 +328,9 @@ def test_cli_exit_codes(one_file: Path, tmp_path: Path):
     path.write_bytes(b"".join(lines))
     bad = vallum("audit", "verify", str(one_file))
     assert bad.returncode == 1
-    assert f"first bad file: {SEG1}" in bad.stderr
-    assert "first bad seq: 10" in bad.stderr
+    assert f"first bad file: {SEG1}" in bad.stdout
+    assert "first bad seq: 10" in bad.stdout
+    assert f"{SEG1} seq 10" in bad.stderr
 
     js = vallum_inproc("audit", "verify", str(one_file), "--json")
     assert js.exit_code == 1

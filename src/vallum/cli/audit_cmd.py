@@ -37,7 +37,7 @@ def verify(
     if as_json:
         print(json.dumps(report.to_dict(), ensure_ascii=False))
         raise typer.Exit(report.exit_code)
-    out = sys.stdout if report.ok else sys.stderr
+    out = sys.stdout
     if report.key_source:
         print(f"public key: {report.key_source}", file=out)
     if report.status == "unreadable":
@@ -50,6 +50,7 @@ def verify(
         print(f"first bad file: {p.file}", file=out)
         print(f"first bad seq: {p.seq if p.seq is not None else '?'}", file=out)
         print(f"entries verified before it: {report.entries}", file=out)
+        print(f"error: audit log tampered or truncated: {p}", file=sys.stderr)
     else:
         signed = "none" if report.signed_through is None else f"through seq {report.signed_through}"
         print(
