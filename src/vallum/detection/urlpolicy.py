@@ -516,7 +516,7 @@ def _check_userinfo(c: _Collector, userinfo: str, fields: list[tuple[str, str, t
     user = unquote(user_raw)
     password = unquote(password_raw)
     chain = ("percent",) if "%" in userinfo else ()
-    if "@" in userinfo:
+    if "@" in userinfo or "@" in user:
         c.add("url.userinfo_confusion", "url", "high",
               "several '@' in the authority: the host is not what it seems", part="userinfo",
               evidence=_short(user_raw.split("@")[0]) + "@…")
@@ -817,14 +817,31 @@ def _scan_fields(inspector: Any, location: str, fields: list[tuple[str, str, tup
         for f in _dlp(inspector, text, loc):
             out.append(dataclasses.replace(f, decoded=chain + f.decoded) if chain else f)
         if part == "host":
-            labels = [lab for lab in text.rstrip(".").split(".") if lab]
-            if len(labels) > 2:
-                # a secret split across DNS labels: scan the labels joined, with and without the
-                # registrable domain (its labels would glue onto the end of the secret)
-                reg_labels = registrable_domain(text).count(".") + 1
-                for joined in ("".join(labels), "".join(labels[: len(labels) - reg_labels])):
-                    if joined:
-                        out.extend(_joined(inspector, loc, joined, out, "dns_labels"))
+            out.extend(_split_label_findings(inspector, loc, text, out))
+    return out
+
+
+#: subdomain labels considered for split secrets (DNS exfiltration puts data in the leftmost ones)
+_MAX_SPLIT_LABELS = 8
+
+
+def _split_label_findings(inspector: Any, loc: str, host: str, already: list[Finding]) -> list[Finding]:
+    """A secret split across DNS labels: scan every run of two or more consecutive subdomain
+    labels joined (a label after the secret would otherwise glue onto its end), and all labels."""
+    labels = [lab for lab in host.rstrip(".").split(".") if lab]
+    if len(labels) < 3:
+        return []
+    n_reg = registrable_domain(host).count(".") + 1
+    sub = labels[: max(len(labels) - n_reg, 0)][:_MAX_SPLIT_LABELS]
+    runs = ["".join(labels)]
+    for i in range(len(sub)):
+        for j in range(i + 2, len(sub) + 1):
+            joined = "".join(sub[i:j])
+            if len(joined) >= 16:
+                runs.append(joined)
+    out: list[Finding] = []
+    for joined in dict.fromkeys(runs):
+        out.extend(_joined(inspector, loc, joined, already + out, "dns_labels"))
     return out
 
 
