@@ -233,7 +233,7 @@ def _pipes_into_interpreter(cmds: list[ShellCommand], i: int) -> bool:
     j = cmds[i].pipe_to
     while j is not None and j < len(cmds) and seen < 16:
         seen += 1
-        if cmds[j].name in _INTERPRETERS:
+        if cmds[j].program in _INTERPRETERS:
             return True
         j = cmds[j].pipe_to
     return False

@@ -38,6 +38,8 @@ DEFAULT_ENV = {
 }
 
 SHELLS = frozenset({"sh", "bash", "zsh", "dash", "ksh", "ash", "fish", "busybox"})
+#: commands that run another command given as their arguments
+WRAPPERS = frozenset({"sudo", "doas", "env", "nohup", "exec", "command", "nice", "stdbuf", "setsid"})
 
 
 @dataclass(slots=True)
@@ -55,6 +57,16 @@ class ShellCommand:
     def name(self) -> str:
         """The command's basename (`/usr/bin/rm` → `rm`), or "" for an empty command."""
         return self.argv[0].rsplit("/", 1)[-1] if self.argv else ""
+
+    @property
+    def program(self) -> str:
+        """The program that really runs: `sudo -E bash` → bash, `env A=1 sh` → sh."""
+        for a in self.argv:
+            base = a.rsplit("/", 1)[-1]
+            if base in WRAPPERS or a.startswith("-") or ("=" in a and not a.startswith("=")):
+                continue
+            return base
+        return self.name
 
     def line(self) -> str:
         return " ".join(self.argv + [f"> {r}" for r in self.redirects])
@@ -260,7 +272,7 @@ class _Expander:
         name = argv[0].rsplit("/", 1)[-1]
         if name == "eval":
             self.run(" ".join(argv[1:]), depth + 1, (*via, "eval"))
-        elif name in SHELLS or name in ("env", "sudo", "nohup", "timeout", "xargs", "exec", "command"):
+        elif name in SHELLS or name in WRAPPERS or name in ("timeout", "xargs"):
             args = argv[1:]
             if name in SHELLS:
                 for i, a in enumerate(args):
@@ -268,7 +280,11 @@ class _Expander:
                         self.run(args[i + 1], depth + 1, (*via, f"{name} -c"))
                         return
             else:
-                rest = [a for a in args if not a.startswith("-") and "=" not in a]
+                # the wrapper's own options and VAR=value words come first; the command follows
+                i = 0
+                while i < len(args) and (args[i].startswith("-") or (name == "env" and "=" in args[i])):
+                    i += 1
+                rest = args[i:]
                 if name == "timeout" and rest:
                     rest = rest[1:]
                 if rest:
@@ -292,8 +308,8 @@ class _Expander:
                 elif nxt.name == "rev":
                     payload = payload[::-1]
                     chain += ("rev",)
-                elif (nxt.name in SHELLS and len(nxt.argv) == 1) or nxt.name in ("eval", "source"):
-                    if chain or nxt.name in SHELLS:
+                elif nxt.program in SHELLS or nxt.name in ("eval", "source"):
+                    if chain or nxt.program in SHELLS:
                         marker = ("pipe", *chain, nxt.name)
                         if not any(x.via == via + marker for x in self.commands):
                             self.run(payload, depth + 1, via + marker)
