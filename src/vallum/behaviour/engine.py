@@ -51,9 +51,25 @@ class Override:
 class EntityState:
     """Everything the engine knows about one entity."""
 
-    __slots__ = ("attrs", "decision_action", "decision_score", "events", "feats", "first_seen", "hits", "history",
-                 "id", "kind", "last_country", "last_country_ts", "last_seen", "links", "prev_last_seen", "recent",
-                 "seen")
+    __slots__ = (
+        "attrs",
+        "decision_action",
+        "decision_score",
+        "events",
+        "feats",
+        "first_seen",
+        "history",
+        "hits",
+        "id",
+        "kind",
+        "last_country",
+        "last_country_ts",
+        "last_seen",
+        "links",
+        "prev_last_seen",
+        "recent",
+        "seen",
+    )
 
     def __init__(self, kind: str, eid: str, ts: float) -> None:
         self.kind = kind
@@ -462,8 +478,8 @@ class RiskEngine:
         for text, expr in rule.evidence_exprs:
             try:
                 v = expr.eval(env_act).value()
-            except Exception:
-                continue
+            except Exception as exc:  # evidence is best effort; the hit stands without it
+                v = f"<error: {exc}>"
             if isinstance(v, float):
                 v = round(v, 4)
                 if v == int(v):

@@ -104,7 +104,7 @@ class Event:
 
     @property
     def ts_ms(self) -> int:
-        return int(round(self.ts * 1000))
+        return round(self.ts * 1000)
 
     def to_dict(self) -> dict[str, Any]:
         """The canonical JSON form (what the store keeps and the API returns)."""
@@ -119,7 +119,7 @@ class Event:
 
 def format_ts(ts: float) -> str:
     """RFC 3339 UTC with milliseconds, e.g. ``2026-11-20T19:02:11.250Z``."""
-    ms = int(round(ts * 1000))
+    ms = round(ts * 1000)
     dt = datetime.fromtimestamp(ms // 1000, tz=UTC)
     return dt.strftime("%Y-%m-%dT%H:%M:%S") + f".{ms % 1000:03d}Z"
 

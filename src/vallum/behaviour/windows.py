@@ -126,7 +126,7 @@ class DistinctWindow:
         low = now - self.window
         d = self._last
         while d:
-            k, ts = next(iter(d.items()))
+            _k, ts = next(iter(d.items()))
             if ts > low:
                 break
             d.popitem(last=False)
@@ -147,7 +147,7 @@ def percentile(sorted_values: list[float], q: float) -> float:
     if len(sorted_values) == 1:
         return float(sorted_values[0])
     pos = (len(sorted_values) - 1) * (q / 100.0)
-    lo = int(math.floor(pos))
+    lo = math.floor(pos)
     hi = min(lo + 1, len(sorted_values) - 1)
     frac = pos - lo
     return float(sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * frac)
