@@ -158,3 +158,13 @@ def test_yaml_examples_in_the_docs_are_valid_config():
     assert len(blocks) >= 2
     for block in blocks:
         parse_config(yaml.safe_load(block))
+
+
+@given(st.floats(min_value=0, max_value=7_000_000_000, allow_nan=False))
+def test_entry_timestamps_round_trip(ts):
+    from vallum.audit.entry import rfc3339
+
+    text = rfc3339(ts)
+    assert len(text) == 27 and text.endswith("Z")
+    assert entry_time({"ts": text}) == pytest.approx(ts, abs=1e-6)
+    assert text[:19] == datetime.fromtimestamp(round(ts * 1e6) // 10**6, UTC).strftime("%Y-%m-%dT%H:%M:%S")

@@ -33,17 +33,19 @@ CHECKPOINT_REASONS = ("interval", "rotate", "close")
 CHECKPOINT_CONTEXT = "vallum.audit.checkpoint/1"
 
 
-_last_second: list[Any] = [None, ""]
+_second_cache: list[tuple[int, str]] = [(-1, "")]
 
 
 def rfc3339(ts: float) -> str:
     """``2026-11-22T03:49:38.123456Z`` for a POSIX timestamp."""
     micros = round(ts * 1_000_000)
     secs, us = divmod(micros, 1_000_000)
-    cached = _last_second  # consecutive entries mostly share the second: format it once
+    # Consecutive entries mostly share the second: format it once. The (second, text) pair is
+    # replaced as one object, so concurrent writers never mix one second with another's text.
+    cached = _second_cache[0]
     if cached[0] != secs:
-        cached[1] = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs))
-        cached[0] = secs
+        cached = (secs, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs)))
+        _second_cache[0] = cached
     return f"{cached[1]}.{us:06d}Z"
 
 

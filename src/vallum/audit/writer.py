@@ -285,6 +285,7 @@ class AuditLog:
             self._seq, self._prev = entry["seq"] + 1, digest
             if not (entry["kind"] == KIND_CHECKPOINT and entry.get("reason") == "close"):
                 found["previous_end"] = "unclosed"
+            if found or torn:
                 found["last_seq"], found["last_kind"] = entry["seq"], entry["kind"]
         if torn:
             found["previous_end"] = "torn"
