@@ -19,11 +19,11 @@ def client(proxy) -> httpx.Client:
 def test_clean_get_and_post_pass_byte_exact_with_keep_alive(harness):
     up = harness.upstream()
     p = harness.proxy()
-    payload = bytes(range(256)) * 40
+    payload = "Zürich forecast: ☀ 21°C, wind 3 m/s.\r\n".encode() * 200
     with client(p) as c:
         r1 = c.get(f"http://127.0.0.1:{up.port}/hello")
         r2 = c.post(f"http://127.0.0.1:{up.port}/echo", content=payload,
-                    headers={"content-type": "application/octet-stream"})
+                    headers={"content-type": "text/plain; charset=utf-8"})
         r3 = c.get(f"http://127.0.0.1:{up.port}/hello?q=weather")
     assert r1.status_code == 200 and r1.text == "hello from upstream"
     assert r2.status_code == 200 and r2.content == payload
@@ -290,7 +290,10 @@ def test_curl_through_proxy(harness):
 def test_missing_detector_module_fails_closed(harness, monkeypatch):
     import sys
 
+    import vallum.detection
+
     monkeypatch.setitem(sys.modules, "vallum.detection.http", None)  # import now raises ImportError
+    monkeypatch.delattr(vallum.detection, "http", raising=False)
     up = harness.upstream()
     p = harness.proxy()
     with client(p) as c:

@@ -550,7 +550,7 @@ class EgressProxy:
                     findings.append(policy.protocol_finding(
                         insp, "egress.host_mismatch", "Host header does not match the CONNECT target "
                         "(domain fronting)", category="url", location="request.headers.host"))
-        findings += policy.url_findings(insp, url, flow.method, "url")
+        # request_findings runs the URL policy too (check_url) before headers and body
         findings += policy.request_findings(
             insp, flow.method, url, policy.headers_dict(headers), body,
             content_type=_header(headers, b"content-type"), content_encoding=_header(headers, b"content-encoding"),
