@@ -168,3 +168,30 @@ def test_entry_timestamps_round_trip(ts):
     assert len(text) == 27 and text.endswith("Z")
     assert entry_time({"ts": text}) == pytest.approx(ts, abs=1e-6)
     assert text[:19] == datetime.fromtimestamp(round(ts * 1e6) // 10**6, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+
+
+def test_decision_sink_for_several_processes_shares_the_key_and_verifies_as_a_tree(tmp_path: Path):
+    from vallum.audit.factory import build_decision_sink
+
+    cfg = parse_config({"data_dir": str(tmp_path)})
+    main = build_decision_sink(cfg, "vallum run")
+    wrap = build_decision_sink(cfg, "mcp github")  # the main directory is taken: its own chain
+    try:
+        assert main.emit(record(1)) and wrap.emit(record(2))
+    finally:
+        for sink in (main, wrap):
+            sink.sinks[0].close()
+    root = tmp_path / "audit"
+    sub = root / "mcp-github"
+    assert (sub / "audit-000001.jsonl").exists() and not (sub / "audit.key").exists()
+    assert (sub / "audit.pub").read_bytes() == (root / "audit.pub").read_bytes()
+    ok = vallum_inproc("audit", "verify", str(root))
+    assert ok.exit_code == 0, ok.output
+    assert ok.output.count("OK:") == 2
+    shown = vallum_inproc("audit", "show", str(root), "--json", "--kind", "decision")
+    assert sorted(json.loads(x)["request_id"] for x in shown.stdout.splitlines()) == ["req-1", "req-2"]
+    path = sub / "audit-000001.jsonl"
+    path.write_bytes(path.read_bytes().replace(b'"action":"block"', b'"action":"allow"', 1))
+    bad = vallum_inproc("audit", "verify", str(root), "--key", str(root / "audit.pub"))
+    assert bad.exit_code == 1
+    assert "first bad file: mcp-github/audit-000001.jsonl" in bad.stdout

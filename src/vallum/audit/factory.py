@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import logging
+import os
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from vallum.audit.exporters import OtlpLogsExporter, SyslogExporter, WebhookExporter
-from vallum.audit.writer import AuditLog, EntryExporter
-from vallum.metrics import VallumMetrics
+from vallum.audit.keys import PRIVATE_KEY_NAME
+from vallum.audit.writer import AuditError, AuditLog, EntryExporter
+from vallum.decisions import DecisionSink, FanoutSink
+from vallum.metrics import MetricsSink, VallumMetrics
+
+log = logging.getLogger("vallum.audit")
 
 if TYPE_CHECKING:
     from vallum.config import Config
@@ -57,7 +64,12 @@ def audit_dir(config: Config) -> Path:
     return config.audit.resolve_dir(config.data_dir)
 
 
-def open_audit_log(config: Config, metrics: VallumMetrics | None = None, start: bool = True) -> AuditLog | None:
+def open_audit_log(
+    config: Config,
+    metrics: VallumMetrics | None = None,
+    start: bool = True,
+    directory: Path | None = None,
+) -> AuditLog | None:
     """The configured `AuditLog` (started unless ``start=False``), or None if ``audit.enabled`` is false.
 
     ``queue_full: drop`` is honoured only with ``mode: audit``; otherwise it is a configuration error,
@@ -68,9 +80,10 @@ def open_audit_log(config: Config, metrics: VallumMetrics | None = None, start: 
         return None
     if a.queue_full == "drop" and str(config.mode) != "audit":
         raise ValueError("audit.queue_full: drop is only allowed with mode: audit (use block)")
-    log = AuditLog(
-        audit_dir(config),
-        key_path=a.key_path or None,
+    audit = AuditLog(
+        directory or audit_dir(config),
+        # every chain under the audit directory is signed by the same key (one audit.pub to keep)
+        key_path=a.key_path or (audit_dir(config) / PRIVATE_KEY_NAME),
         checkpoint_every=a.checkpoint_every,
         rotate_bytes=a.rotate_bytes,
         keep_files=a.keep_files,
@@ -81,4 +94,34 @@ def open_audit_log(config: Config, metrics: VallumMetrics | None = None, start: 
         exporters=build_exporters(config, metrics),
         metrics=metrics,
     )
-    return log.start() if start else log
+    return audit.start() if start else audit
+
+
+def build_decision_sink(
+    config: Config, component: str = "vallum", metrics: VallumMetrics | None = None
+) -> DecisionSink:
+    """The sink a vallum process hands its decisions to: the audit log (started; closed at exit)
+    plus `MetricsSink`.
+
+    One writer owns a log directory. The first process takes ``<audit dir>`` itself; a process that
+    finds it taken (``vallum mcp wrap`` beside ``vallum run``) writes its own chain in
+    ``<audit dir>/<component>/`` (``<component>-<pid>`` if that is taken too). ``vallum audit
+    verify <audit dir>`` checks every chain. An audit log that cannot be opened at all raises:
+    the caller must not run unaudited.
+    """
+    sinks: list[DecisionSink] = []
+    root = audit_dir(config)
+    safe = re.sub(r"[^A-Za-z0-9_.-]+", "-", component).strip("-.") or "vallum"
+    audit: AuditLog | None = None
+    for candidate in (root, root / safe, root / f"{safe}-{os.getpid()}"):
+        try:
+            audit = open_audit_log(config, metrics, directory=candidate)
+            break
+        except AuditError:
+            log.info("audit log %s is held by another process; trying the next directory", candidate)
+    else:
+        raise AuditError(f"no audit log directory under {root} could be opened")
+    if audit is not None:
+        sinks.append(audit)
+    sinks.append(MetricsSink(metrics))
+    return FanoutSink(*sinks)

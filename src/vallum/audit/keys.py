@@ -12,6 +12,7 @@ import base64
 import binascii
 import hashlib
 import os
+import time
 from pathlib import Path
 
 from cryptography.exceptions import InvalidSignature
@@ -41,6 +42,26 @@ def public_pem(key: Ed25519PublicKey) -> bytes:
 
 def load_or_create_signing_key(path: Path) -> tuple[Ed25519PrivateKey, bool]:
     """Load the signing key at `path`, or create it (mode 0600). Returns (key, created)."""
+    for _ in range(50):
+        try:
+            return _load_or_create(path)
+        except FileExistsError:
+            time.sleep(0.02)  # another process is creating it right now
+        except AuditKeyError:
+            if time.time() - _mtime(path) > 2:
+                raise
+            time.sleep(0.02)  # …or has not finished writing it
+    return _load_or_create(path)
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return 0.0
+
+
+def _load_or_create(path: Path) -> tuple[Ed25519PrivateKey, bool]:
     try:
         data = path.read_bytes()
     except FileNotFoundError:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from vallum.audit.files import list_segments, split_lines
+from vallum.audit.verify import log_directories
 
 _RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)\s*(s|m|h|d|w)$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -97,7 +98,7 @@ class EntryFilter:
 def iter_entries(path: str | Path) -> Iterator[tuple[str, dict[str, Any]]]:
     """(file name, entry) for every parseable line of a log file or directory, in chain order."""
     p = Path(path)
-    files = [p] if p.is_file() else [f for _, f in list_segments(p)]
+    files = [p] if p.is_file() else [f for d in log_directories(p) for _, f in list_segments(d)]
     for f in files:
         lines, _ = split_lines(f.read_bytes())
         for raw in lines:

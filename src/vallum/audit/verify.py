@@ -296,6 +296,24 @@ def trusted_keys_beside(directory: Path) -> tuple[dict[str, Ed25519PublicKey], l
     return keys, names
 
 
+def log_directories(path: str | Path) -> list[Path]:
+    """The log directories at `path`: itself if it holds segments, plus every sub-directory that
+    does (one per process that wrote its own chain; see `factory.build_decision_sink`)."""
+    p = Path(path)
+    if not p.is_dir():
+        return [p]
+    found = [p] if list_segments(p) else []
+    for sub in sorted(x for x in p.iterdir() if x.is_dir()):
+        if list_segments(sub):
+            found.append(sub)
+    return found or [p]
+
+
+def verify_tree(path: str | Path, key_files: Sequence[str | Path] | None = None) -> list[tuple[Path, VerifyReport]]:
+    """`verify_log` for every log directory at `path` (see `log_directories`)."""
+    return [(d, verify_log(d, key_files)) for d in log_directories(path)]
+
+
 def verify_log(path: str | Path, key_files: Sequence[str | Path] | None = None) -> VerifyReport:
     """Verify a log directory or one segment file (see the module docstring)."""
     p = Path(path)

@@ -6,10 +6,14 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from vallum.cli.common import CONFIG_OPTION, config_or_exit
+
+if TYPE_CHECKING:
+    from vallum.audit.verify import VerifyReport
 
 audit_app = typer.Typer(help="Verify and read the hash-chained, signed audit log.", no_args_is_help=True)
 
@@ -31,26 +35,42 @@ def verify(
     Exit 0 intact, 1 tampered or truncated (names the first bad file and sequence number),
     2 unreadable.
     """
-    from vallum.audit.verify import verify_log
+    from vallum.audit.verify import verify_tree
 
-    report = verify_log(path, key or None)
+    results = verify_tree(path, key or None)
+    codes = {r.exit_code for _, r in results}
+    code = 1 if 1 in codes else max(codes)  # a tampered chain outranks an unreadable one
     if as_json:
-        print(json.dumps(report.to_dict(), ensure_ascii=False))
-        raise typer.Exit(report.exit_code)
+        if len(results) == 1:
+            print(json.dumps(results[0][1].to_dict(), ensure_ascii=False))
+        else:
+            worst = next(r.status for _, r in results if r.exit_code == code)
+            logs = [{"dir": str(d), **r.to_dict()} for d, r in results]
+            print(json.dumps({"status": worst, "logs": logs}, ensure_ascii=False))
+        raise typer.Exit(code)
+    for d, report in results:
+        prefix = "" if d == path else f"{d.relative_to(path)}/"
+        if len(results) > 1:
+            print(f"== {d}")
+        _print_report(report, prefix)
+    raise typer.Exit(code)
+
+
+def _print_report(report: VerifyReport, prefix: str) -> None:
     out = sys.stdout
     if report.key_source:
         print(f"public key: {report.key_source}", file=out)
     if report.status == "unreadable":
         for n in report.notes:
             print(f"error: {n}", file=sys.stderr)
-        raise typer.Exit(2)
+        return
     if report.problem is not None:
         p = report.problem
-        print(f"TAMPERED: {p}", file=out)
-        print(f"first bad file: {p.file}", file=out)
+        print(f"TAMPERED: {prefix}{p}", file=out)
+        print(f"first bad file: {prefix}{p.file}", file=out)
         print(f"first bad seq: {p.seq if p.seq is not None else '?'}", file=out)
         print(f"entries verified before it: {report.entries}", file=out)
-        print(f"error: audit log tampered or truncated: {p}", file=sys.stderr)
+        print(f"error: audit log tampered or truncated: {prefix}{p}", file=sys.stderr)
     else:
         signed = "none" if report.signed_through is None else f"through seq {report.signed_through}"
         print(
@@ -60,7 +80,6 @@ def verify(
         )
     for n in report.notes:
         print(f"note: {n}", file=out)
-    raise typer.Exit(report.exit_code)
 
 
 @audit_app.command("show")
