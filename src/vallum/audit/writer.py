@@ -137,7 +137,8 @@ class AuditLog:
         self._kinds: Counter[str] = Counter()
         self._first_unsynced = 0.0
         self._oldest_enqueued: float | None = None
-        self._batch_max = 4096
+        # drain at most this many per round, so fsync_every is honoured under full load too
+        self._batch_max = min(4096, fsync_every)
         self.public_key_path: Path | None = None
         self._atexit: Callable[[], Any] | None = None
 
