@@ -89,6 +89,9 @@ class QueuedExporter:
         self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout)
+        if self._queue:  # what could not be delivered before shutdown is lost: count it
+            self._drop(len(self._queue))
+            self._queue.clear()
         self.shutdown()
 
     # subclass hooks
