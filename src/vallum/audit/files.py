@@ -63,7 +63,10 @@ def last_line(path: Path) -> bytes | None:
             data = f.read(size - start)
             cut = data.rfind(b"\n")
             if cut < 0:
-                return None
+                if start == 0:
+                    return None
+                chunk *= 4  # a torn tail longer than the chunk: look further back
+                continue
             prev = data.rfind(b"\n", 0, cut)
             if prev >= 0 or start == 0:
                 return data[prev + 1 : cut]
