@@ -295,34 +295,49 @@ def exfil_patterns() -> tuple[str, ...]:
     return tuple(out)
 
 
-def _pattern_matches(host: str, ip: IPAddress | None, pattern: str) -> bool:
-    p = pattern.strip()
-    if not p:
-        return False
-    if p == "*":
-        return True
-    if ip is not None or "/" in p or parse_ip_literal(p) is not None:
-        if ip is None:
-            return False
-        try:
-            net = ipaddress.ip_network(p, strict=False) if "/" in p else None
-        except ValueError:
-            return False
-        if net is not None:
-            return ip.version == net.version and ip in net
-        other = parse_ip_literal(p)
-        return other is not None and other == ip
-    exact = p.startswith("=")
-    p = normalize_hostname(p[1:] if exact else p)
-    if exact:
-        return host == p
-    if p.startswith("*."):
-        p = p[2:]
-    if p.endswith(".*"):
-        # "name.*": that name under any public suffix
-        reg = registrable_domain(host)
-        return reg.split(".", 1)[0] == p[:-2] and "." in reg
-    return host == p or host.endswith("." + p)
+@dataclass(frozen=True, slots=True)
+class _PatternSet:
+    """A list of host patterns compiled for lookups by label suffix."""
+
+    everything: bool
+    names: frozenset[str]  # the name and its subdomains
+    exact: frozenset[str]  # "=name"
+    any_suffix: frozenset[str]  # "name.*"
+    ips: frozenset[IPAddress]
+    nets: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
+
+
+@lru_cache(maxsize=128)
+def _compile_patterns(patterns: tuple[str, ...]) -> _PatternSet:
+    everything = False
+    names: set[str] = set()
+    exact: set[str] = set()
+    any_suffix: set[str] = set()
+    ips: set[IPAddress] = set()
+    nets: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
+    for raw in patterns:
+        p = raw.strip()
+        if not p:
+            continue
+        if p == "*":
+            everything = True
+        elif "/" in p:
+            try:
+                nets.append(ipaddress.ip_network(p, strict=False))
+            except ValueError:
+                continue  # not a network: matches nothing (config validation reports it)
+        elif (ip := parse_ip_literal(p)) is not None:
+            ips.add(ip)
+        elif p.startswith("="):
+            exact.add(normalize_hostname(p[1:]))
+        else:
+            name = normalize_hostname(p[2:] if p.startswith("*.") else p)
+            if name.endswith(".*"):
+                any_suffix.add(name[:-2])
+            elif name:
+                names.add(name)
+    return _PatternSet(everything, frozenset(names), frozenset(exact), frozenset(any_suffix),
+                       frozenset(ips), tuple(nets))
 
 
 def domain_matches(host: str, patterns: Iterable[str]) -> bool:
@@ -336,9 +351,26 @@ def domain_matches(host: str, patterns: Iterable[str]) -> bool:
     - ``*`` matches everything.
     Comparison is case-insensitive, on IDNA A-labels, ignoring a trailing dot.
     """
+    ps = _compile_patterns(tuple(patterns))
+    if ps.everything:
+        return True
     ip = parse_ip_literal(host)
-    h = str(ip) if ip is not None else normalize_hostname(host)
-    return any(_pattern_matches(h, ip, p) for p in patterns)
+    if ip is not None:
+        return ip in ps.ips or any(ip.version == net.version and ip in net for net in ps.nets)
+    h = normalize_hostname(host)
+    if not h:
+        return False
+    if h in ps.exact:
+        return True
+    if ps.names:
+        labels = h.split(".")
+        for i in range(len(labels)):
+            if ".".join(labels[i:]) in ps.names:
+                return True
+    if ps.any_suffix:
+        reg = registrable_domain(h)
+        return "." in reg and reg.split(".", 1)[0] in ps.any_suffix
+    return False
 
 
 def internal_hostname_reason(host: str) -> str | None:
@@ -438,12 +470,17 @@ def check_url(inspector: Any, url: str, method: str = "GET", location: str = "ur
         fields.append(("fragment", frag, chain))
         entropy_inputs.extend(_param_entropy_inputs(parts.fragment, "fragment", fragment=True))
 
-    c.findings.extend(_scan_fields(inspector, location, fields))
-    # rules whose pattern spans several parts (a Slack/Discord webhook URL: host + path)
-    c.findings.extend(_joined(inspector, location, clean, c.findings, "whole_url", exact=True))
-    if len(query_values) > 1:
-        c.findings.extend(_joined(inspector, f"{location}.query", "".join(query_values), c.findings,
-                                  "joined_params"))
+    # One pass over every text first (parts, joins, the whole URL): most URLs hold no secret, and
+    # then the per-part passes that attribute a finding to its location are skipped.
+    texts = [t for _, t, _ in fields] + [clean, "".join(query_values)]
+    texts += [run for part, t, _ in fields if part == "host" for run in _label_runs(t)]
+    if any(f.category in ("credential", "pii") for f in _dlp(inspector, "\n".join(texts), location)):
+        c.findings.extend(_scan_fields(inspector, location, fields))
+        # rules whose pattern spans several parts (a Slack/Discord webhook URL: host + path)
+        c.findings.extend(_joined(inspector, location, clean, c.findings, "whole_url", exact=True))
+        if len(query_values) > 1:
+            c.findings.extend(_joined(inspector, f"{location}.query", "".join(query_values), c.findings,
+                                      "joined_params"))
     for part, name, value, chain in secret_params:
         loc = f"{location}.{part}"
         if not any(f.location == loc and f.category == "credential" for f in c.findings):
@@ -825,9 +862,9 @@ def _scan_fields(inspector: Any, location: str, fields: list[tuple[str, str, tup
 _MAX_SPLIT_LABELS = 8
 
 
-def _split_label_findings(inspector: Any, loc: str, host: str, already: list[Finding]) -> list[Finding]:
-    """A secret split across DNS labels: scan every run of two or more consecutive subdomain
-    labels joined (a label after the secret would otherwise glue onto its end), and all labels."""
+def _label_runs(host: str) -> list[str]:
+    """Every run of two or more consecutive subdomain labels joined, and all labels joined; only
+    runs long enough to hold a secret (16+ characters)."""
     labels = [lab for lab in host.rstrip(".").split(".") if lab]
     if len(labels) < 3:
         return []
@@ -836,11 +873,15 @@ def _split_label_findings(inspector: Any, loc: str, host: str, already: list[Fin
     runs = ["".join(labels)]
     for i in range(len(sub)):
         for j in range(i + 2, len(sub) + 1):
-            joined = "".join(sub[i:j])
-            if len(joined) >= 16:
-                runs.append(joined)
+            runs.append("".join(sub[i:j]))
+    return [r for r in dict.fromkeys(runs) if len(r) >= 16]
+
+
+def _split_label_findings(inspector: Any, loc: str, host: str, already: list[Finding]) -> list[Finding]:
+    """A secret split across DNS labels (a label after the secret would otherwise glue onto its
+    end, so every run of labels is tried)."""
     out: list[Finding] = []
-    for joined in dict.fromkeys(runs):
+    for joined in _label_runs(host):
         out.extend(_joined(inspector, loc, joined, already + out, "dns_labels"))
     return out
 
