@@ -307,3 +307,29 @@ def test_rejects_bad_settings(logdir: Path):
         AuditLog(logdir, queue_full="ignore")
     with pytest.raises(ValueError):
         AuditLog(logdir, checkpoint_every=0)
+
+
+def test_every_accepted_decision_is_logged_even_when_close_races_emit(logdir: Path):
+    log = new_log(logdir)
+    log.start()
+    accepted = [0] * 4
+    go = threading.Event()
+
+    def work(t: int) -> None:
+        go.wait()
+        for i in range(5000):
+            if log.emit(record(t * 10_000 + i)):
+                accepted[t] += 1
+
+    threads = [threading.Thread(target=work, args=(t,)) for t in range(4)]
+    for th in threads:
+        th.start()
+    go.set()
+    time.sleep(0.01)
+    log.close()  # while the producers are still emitting
+    for th in threads:
+        th.join()
+    entries = entries_of(logdir / SEG1)
+    assert len([e for e in entries if e["kind"] == "decision"]) == sum(accepted)
+    assert entries[-1]["kind"] == "checkpoint" and entries[-1]["reason"] == "close"
+    assert verify_log(logdir).ok

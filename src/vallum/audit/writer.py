@@ -113,7 +113,7 @@ class AuditLog:
         self._queue: deque[Any] = deque()
         self._wake = threading.Event()
         self._lock = threading.Lock()
-        self._loss_lock = threading.Lock()
+        self._emit_lock = threading.Lock()
         self._accepting = False
         self._started = False
         self._closed = False
@@ -177,20 +177,25 @@ class AuditLog:
 
     def emit(self, record: DecisionRecord) -> bool:
         """Queue one decision; never blocks. False = not accepted (the caller fails closed)."""
-        if not self._accepting:
-            self._count_refused()
-            return False
         q = self._queue
-        if len(q) >= self.queue_size:
-            if self.queue_full == "drop":
-                with self._loss_lock:
+        # The lock makes "accepting?" and the append one step, so close() can never strand a record
+        # it has already said yes to. It is held for a few hundred nanoseconds, never across I/O.
+        with self._emit_lock:
+            if not self._accepting:
+                refused = True
+            elif len(q) >= self.queue_size:
+                refused = self.queue_full != "drop"
+                if not refused:
                     self.dropped += 1
                     self._dropped_pending += 1
-                self.metrics.audit_dropped.inc()
-                return True
+                    self.metrics.audit_dropped.inc()
+                    return True
+            else:
+                q.append((time.monotonic(), record))
+                refused = False
+        if refused:
             self._count_refused()
             return False
-        q.append((time.monotonic(), record))
         if not self._wake.is_set():
             self._wake.set()
         return True
@@ -211,8 +216,9 @@ class AuditLog:
                 self._closed = True
                 return
             self._closed = True
-            self._accepting = False
-            self._queue.append(_CLOSE)
+            with self._emit_lock:
+                self._accepting = False
+                self._queue.append(_CLOSE)
             self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout)
@@ -242,7 +248,7 @@ class AuditLog:
         return len(self._queue)
 
     def _count_refused(self) -> None:
-        with self._loss_lock:
+        with self._emit_lock:
             self.refused += 1
             self._refused_pending += 1
         self.metrics.audit_refused.inc()
@@ -364,7 +370,8 @@ class AuditLog:
                     self._wake.wait(wait)
         except BaseException as exc:
             self._failed = exc
-            self._accepting = False
+            with self._emit_lock:
+                self._accepting = False
             self.metrics.audit_writer_errors.inc()
             log.exception("audit writer failed; decisions are now refused (fail closed)")
             for item in [*waiters, *list(q)]:
@@ -386,7 +393,7 @@ class AuditLog:
     def _record_losses(self) -> None:
         if not (self._dropped_pending or self._refused_pending):
             return
-        with self._loss_lock:
+        with self._emit_lock:
             dropped, self._dropped_pending = self._dropped_pending, 0
             refused, self._refused_pending = self._refused_pending, 0
         now = rfc3339(self._clock())
