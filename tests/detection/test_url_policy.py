@@ -8,6 +8,7 @@ time), which keeps the module fast.
 from __future__ import annotations
 
 import copy
+import ipaddress
 import json
 from typing import Any
 
@@ -238,7 +239,8 @@ def test_backslash_in_path_warns() -> None:
     "url",
     ["http://good.com@evil.com/", "https://www.paypal.com@evil.example/login",
      "http://127.0.0.1@evil.com/", "http://google.com:443@evil.com/", "http://a@b@evil.com/",
-     "http://evil.com\\@good.com/", "http://evil.com\\\\@good.com/", "https://good.com%40evil.com@evil.com/"],
+     "http://evil.com\\@good.com/", "http://evil.com\\\\@good.com/", "https://good.com%40evil.com@evil.com/",
+     "https://good.com%2flogin@evil.com/", "https://good.com/@evil.com/".replace("/@", "%2f@")],
 )
 def test_userinfo_confusion_is_blocked(url: str) -> None:
     v = scan(url)
@@ -682,6 +684,12 @@ def test_check_resolved_address_blocks(ip: str, rule: str) -> None:
 @pytest.mark.parametrize("ip", ["93.184.215.14", "2606:4700::6810:84e5", "::ffff:8.8.8.8"])
 def test_check_resolved_address_passes_public(ip: str) -> None:
     assert check_resolved_address(inspector(), "app.example.com", ip, 443) is None
+
+
+def test_check_resolved_address_takes_address_objects() -> None:
+    f = check_resolved_address(inspector(), "x.example.com", ipaddress.ip_address("::ffff:127.0.0.1"), 80)
+    assert f is not None and f.rule == "ssrf.special_purpose_address"
+    assert check_resolved_address(inspector(), "x.example.com", ipaddress.ip_address("1.1.1.1"), 80) is None
 
 
 def test_check_resolved_address_honours_allow_private_and_mode() -> None:

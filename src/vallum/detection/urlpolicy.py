@@ -466,8 +466,8 @@ def check_url(inspector: Any, url: str, method: str = "GET", location: str = "ur
         _check_query(c, parts.query, fields, entropy_inputs, query_values, secret_params)
     if parts.fragment:
         frag = _decode_levels(parts.fragment)[-1]
-        chain = ("percent",) if frag != parts.fragment else ()
-        fields.append(("fragment", frag, chain))
+        frag_chain: tuple[str, ...] = ("percent",) if frag != parts.fragment else ()
+        fields.append(("fragment", frag, frag_chain))
         entropy_inputs.extend(_param_entropy_inputs(parts.fragment, "fragment", fragment=True))
 
     # One pass over every text first (parts, joins, the whole URL): most URLs hold no secret, and
@@ -571,7 +571,8 @@ def _check_userinfo(c: _Collector, userinfo: str, fields: list[tuple[str, str, t
 
 
 def _looks_like_host(text: str) -> bool:
-    t = text.strip().rstrip(".")
+    # what a reader takes for the host: the user name up to a path-like character
+    t = re.split(r"[/?#\\]", text.strip(), maxsplit=1)[0].rstrip(".")
     if not t:
         return False
     if parse_ip_literal(t) is not None and ("." in t or ":" in t):
@@ -906,14 +907,17 @@ def _joined(inspector: Any, loc: str, text: str, already: list[Finding], step: s
 # --------------------------------------------------------------------------- other entry points
 
 
-def check_resolved_address(inspector: Any, host: str, ip: str, port: int | None) -> Finding | None:
+def check_resolved_address(inspector: Any, host: str, ip: str | IPAddress, port: int | None) -> Finding | None:
     """The SSRF verdict on one address a host name resolved to (the egress proxy's pin step).
 
     Blocks (category ``ssrf``) a special-purpose or metadata address unless ``egress.allow_private``
     exempts it; an unparseable address is blocked too (fail closed). None = dial it.
     """
     c = _Collector(inspector, "url")
-    addr = parse_ip_literal(ip) if isinstance(ip, str) else None
+    if isinstance(ip, ipaddress.IPv4Address | ipaddress.IPv6Address):
+        addr: IPAddress | None = ip
+    else:
+        addr = parse_ip_literal(ip) if isinstance(ip, str) else None
     if addr is None:
         c.add("ssrf.invalid_address", "ssrf", "high", f"resolver returned an invalid address for {host!r}",
               part="host", evidence=_short(str(ip), 40))
