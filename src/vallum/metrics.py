@@ -111,14 +111,15 @@ class VallumMetrics:
         self.queue = BoundedLabel(("audit",), max_new=32)
         self.exporter = BoundedLabel(("syslog", "webhook", "otlp"), max_new=8)
         # metric children by raw label values, so a decision costs dict lookups, not labels() calls
-        self._decision_children: dict[tuple[str, str, str], Any] = {}
+        self._decision_children: dict[tuple[str, str, str, str], Any] = {}
         self._rule_children: dict[tuple[str, str], Any] = {}
         self._latency_children: dict[str, Any] = {}
 
         self.decisions = Counter(
             "vallum_decisions_total",
-            "Decisions taken, by transport, action and top finding category.",
-            ("transport", "action", "category"),
+            "Decisions taken, by transport, action, and the category and rule of the finding that decided "
+            "(rule ids beyond the cap are counted as 'other'; 'none' when nothing was found).",
+            ("transport", "action", "category", "rule"),
             registry=r,
         )
         self.rule_hits = Counter(
@@ -194,15 +195,20 @@ class VallumMetrics:
 
     def count_decision(self, record: DecisionRecord) -> None:
         """Count one decision (and its rules) and observe its scan latency."""
-        category = "none"
+        category = rule = "none"
         for f in record.findings:
-            category = f.category
+            category, rule = f.category, f.rule
             if str(f.action) == record.action:
                 break
-        key = (record.transport, record.action, category)
+        key = (record.transport, record.action, category, rule)
         child = self._decision_children.get(key)
         if child is None:
-            labels = (self.transport(key[0]), self.action(key[1]), self.category(key[2]))
+            labels = (
+                self.transport(key[0]),
+                self.action(key[1]),
+                self.category(key[2]),
+                key[3] if key[3] == "none" else self.rule(key[3]),
+            )
             child = self.decisions.labels(*labels)
             if len(self._decision_children) < _CHILD_CACHE:
                 self._decision_children[key] = child

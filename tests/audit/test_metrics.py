@@ -36,9 +36,24 @@ def test_metrics_sink_counts_decisions_and_latency():
         )
     )
     g = m.registry.get_sample_value
-    assert g("vallum_decisions_total", {"transport": "egress.http", "action": "block", "category": "credential"}) == 1
-    assert g("vallum_decisions_total", {"transport": "egress.http", "action": "allow", "category": "none"}) == 1
-    assert g("vallum_decisions_total", {"transport": "mcp.stdio", "action": "warn", "category": "injection"}) == 1
+    assert (
+        g(
+            "vallum_decisions_total",
+            {"transport": "egress.http", "action": "block", "category": "credential", "rule": "dlp.x"},
+        )
+        == 1
+    )
+    assert (
+        g("vallum_decisions_total", {"transport": "egress.http", "action": "allow", "category": "none", "rule": "none"})
+        == 1
+    )
+    assert (
+        g(
+            "vallum_decisions_total",
+            {"transport": "mcp.stdio", "action": "warn", "category": "injection", "rule": "inj.a"},
+        )
+        == 1
+    )
     assert g("vallum_rule_hits_total", {"rule": "dlp.x", "action": "block"}) == 1
     assert g("vallum_scan_latency_seconds_count", {"transport": "egress.http"}) == 2
     assert g("vallum_scan_latency_seconds_bucket", {"transport": "egress.http", "le": "5e-05"}) == 1
@@ -61,7 +76,8 @@ def test_label_cardinality_is_bounded():
     assert len({s.labels["transport"] for s in dec}) <= 16 + 1
     assert len({s.labels["action"] for s in dec}) <= 4 + 1
     assert len({s.labels["category"] for s in dec}) <= 4 + 1
-    assert len(dec) <= 17 * 5 * 5
+    assert len({s.labels["rule"] for s in dec}) <= 11
+    assert len(dec) <= 17 * 5 * 5 * 11
     assert sum(s.value for s in dec) == 500
 
 
@@ -97,10 +113,10 @@ def test_render_metrics_and_endpoint():
     resp = asyncio.run(metrics_endpoint(_Req()))  # type: ignore[arg-type]
     assert resp.status_code == 200
     assert resp.headers["content-type"].startswith("text/plain")
-    assert b'vallum_decisions_total{action="allow",category="none",transport="scan.api"}' in resp.body
+    assert b'vallum_decisions_total{action="allow",category="none",rule="none",transport="scan.api"}' in resp.body
     assert (
         METRICS.registry.get_sample_value(
-            "vallum_decisions_total", {"transport": "scan.api", "action": "allow", "category": "none"}
+            "vallum_decisions_total", {"transport": "scan.api", "action": "allow", "category": "none", "rule": "none"}
         )
         >= 1
     )
