@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import exposition as _exposition
 
 from vallum.detection.model import CATEGORIES
 
@@ -33,6 +34,9 @@ if TYPE_CHECKING:
     from vallum.decisions.record import DecisionRecord
 
 OTHER = "other"
+#: the classic text format (every name here is a legacy-valid name, so the body is the same): the
+#: one every Prometheus version and most scrapers understand
+CONTENT_TYPE = getattr(_exposition, "CONTENT_TYPE_PLAIN_0_0_4", CONTENT_TYPE_LATEST)
 #: at most this many raw label combinations are cached per metric (the label values are bounded anyway)
 _CHILD_CACHE = 4096
 
@@ -242,7 +246,7 @@ class VallumMetrics:
             self.audit_policy.labels(p).set(1 if p == policy else 0)
 
     def render(self) -> tuple[bytes, str]:
-        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+        return generate_latest(self.registry), CONTENT_TYPE
 
 
 #: the process-wide metrics
