@@ -383,3 +383,15 @@ def test_v4_embedded_in_v6_classifies_like_v4(ip: ipaddress.IPv4Address) -> None
     assert special_purpose(mapped) == expected
     assert special_purpose(nat64) == expected
     assert special_purpose(six_to_four) == expected
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(max_size=80), st.one_of(st.none(), st.integers(0, 65535)),
+       st.lists(st.text(max_size=30), max_size=3))
+def test_name_functions_never_crash(text: str, port: int | None, entries: list[str]) -> None:
+    reg = registrable_domain(text)
+    assert isinstance(reg, str)
+    assert reg == reg.lower() or not reg.isascii()
+    assert isinstance(is_metadata_host(text), bool)
+    assert isinstance(allowed_private(text, port, text, entries), bool)
+    assert isinstance(embedded_wildcard_ip(text + ".nip.io") is None, bool)

@@ -129,3 +129,21 @@ def test_public_addresses_never_hit_ssrf(ip: ipaddress.IPv4Address) -> None:
     assume(str(ip) not in ("168.63.129.16",) and ip not in ipaddress.ip_network("192.88.99.0/24"))
     findings = check_url(insp(), f"https://{ip}/")
     assert not [f for f in findings if f.category == "ssrf"], ip
+
+
+@SETTINGS
+@given(host, label)
+def test_domain_patterns_match_apex_and_subdomains_only(h: str, sub: str) -> None:
+    for pattern in (h, f"*.{h}", h.upper() + "."):
+        assert domain_matches(h, [pattern])
+        assert domain_matches(f"{sub}.{h}", [pattern])
+        assert not domain_matches(f"{sub}{h}", [pattern])
+        assert not domain_matches(f"{h}.{sub}.example", [pattern])
+    assert domain_matches(h, [f"={h}"])
+    assert not domain_matches(f"{sub}.{h}", [f"={h}"])
+
+
+@SETTINGS
+@given(st.text(max_size=60), st.lists(st.text(max_size=20), max_size=4))
+def test_domain_matches_never_crashes(text: str, patterns: list[str]) -> None:
+    assert isinstance(domain_matches(text, patterns), bool)
