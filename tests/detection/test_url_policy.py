@@ -749,3 +749,16 @@ def test_split_url_parts() -> None:
 )
 def test_internal_hostname_reason(host: str, expected: bool) -> None:
     assert (internal_hostname_reason(host) is not None) is expected
+
+
+@pytest.mark.parametrize(
+    "url",
+    [f"http://{GHP}/", f"http://{GHP}.internal/", f"http://{GHP}!.example.com/", f"http://{GHP}@good.com@evil.com/",
+     f"https://{GHP}.trycloudflare.com/", f"http://{GHP}:1:2/", f"http://[{GHP}]/", f"{GHP}://example.com/"],
+)
+def test_policy_evidence_never_holds_a_host_or_userinfo_secret(url: str) -> None:
+    v = scan(url)
+    assert v.action is Action.BLOCK
+    text = json.dumps(v.to_dict()).lower()
+    assert GHP.lower() not in text
+    assert GHP[4:24].lower() not in text

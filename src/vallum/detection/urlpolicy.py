@@ -216,7 +216,12 @@ def split_url(url: str, *, connect: bool = False) -> SplitURL:
 
 
 def _short(text: str, n: int = 60) -> str:
-    return text if len(text) <= n else text[: n - 3] + "..."
+    """An excerpt for evidence and messages: short text whole, longer text cut to a prefix of at
+    most a quarter of it (a host, path or user name may itself be a secret)."""
+    limit = min(n, 24)
+    if len(text) <= limit:
+        return text
+    return text[: max(8, min(limit - 4, len(text) // 4))] + "…"
 
 
 # --------------------------------------------------------------------------- decoding
@@ -468,7 +473,7 @@ def check_url(inspector: Any, url: str, method: str = "GET", location: str = "ur
         frag = _decode_levels(parts.fragment)[-1]
         frag_chain: tuple[str, ...] = ("percent",) if frag != parts.fragment else ()
         fields.append(("fragment", frag, frag_chain))
-        entropy_inputs.extend(_param_entropy_inputs(parts.fragment, "fragment", fragment=True))
+        entropy_inputs.extend(_param_entropy_inputs(parts.fragment, "fragment"))
 
     # One pass over every text first (parts, joins, the whole URL): most URLs hold no secret, and
     # then the per-part passes that attribute a finding to its location are skipped.
@@ -723,11 +728,23 @@ def _check_lists(c: _Collector, name: str, ip: IPAddress | None) -> None:
     elif not allowlisted and ip is None and domain_matches(host, exfil_patterns()):
         c.add("url.exfil_service", "url", "high",
               "paste / file-drop / request-capture / tunnel / out-of-band service", part="host",
-              evidence=registrable_domain(host))
+              evidence=_matched_name(host, exfil_patterns()))
     mode = c.inspector.mode
     if not allowlisted and (mode is Mode.STRICT or (mode is Mode.AUDIT and egress.allowlist)):
         c.add("url.not_allowlisted", "url", "medium", "destination is not on egress.allowlist", part="host",
               evidence=_list_evidence(host, ip))
+
+
+def _matched_name(host: str, patterns: tuple[str, ...]) -> str:
+    """The listed domain a host matched (``oast.fun`` for ``c2VjcmV0.abc.oast.fun``): evidence
+    that leaves out the subdomain labels, which may carry the exfiltrated data."""
+    ps = _compile_patterns(patterns)
+    labels = host.split(".")
+    for i in range(len(labels) - 1, -1, -1):
+        suffix = ".".join(labels[i:])
+        if suffix in ps.names:
+            return suffix
+    return _short(registrable_domain(host), 60)
 
 
 def _list_evidence(host: str, ip: IPAddress | None) -> str:
@@ -825,7 +842,7 @@ def _check_query_value(c: _Collector, part: str, levels: list[str]) -> None:
             break
 
 
-def _param_entropy_inputs(raw: str, part: str, fragment: bool = False) -> list[tuple[str, str, tuple[str, ...]]]:
+def _param_entropy_inputs(raw: str, part: str) -> list[tuple[str, str, tuple[str, ...]]]:
     out = []
     for pair in raw.split("&"):
         name, has_value, value = pair.partition("=")
