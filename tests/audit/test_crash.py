@@ -183,3 +183,22 @@ def test_interpreter_exit_without_close_still_writes_the_closing_checkpoint(logd
     assert entries[-1]["kind"] == "checkpoint" and entries[-1]["reason"] == "close"
     assert len([e for e in entries if e["kind"] == "decision"]) == 5
     assert verify_log(logdir).ok
+
+
+def test_sigterm_closes_the_log_cleanly(tmp_path: Path):
+    code = (
+        "import sys, time\nfrom vallum.config import parse_config\n"
+        "from vallum.audit.factory import build_decision_sink\n"
+        "from vallum.decisions import DecisionRecord\n"
+        "sink = build_decision_sink(parse_config({'data_dir': sys.argv[1]}), 'test')\n"
+        "for i in range(5):\n    sink.emit(DecisionRecord(ts=1.0, transport='x', action='allow'))\n"
+        "print('ready', flush=True)\n"
+        "while True:\n    time.sleep(0.05)\n"
+    )
+    p = subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], stdout=subprocess.PIPE, text=True)
+    assert p.stdout is not None and p.stdout.readline().strip() == "ready"
+    p.send_signal(signal.SIGTERM)
+    assert p.wait(20) == 143
+    entries = entries_of(tmp_path / "audit" / SEG1)
+    assert entries[-1]["kind"] == "checkpoint" and entries[-1]["reason"] == "close"
+    assert verify_log(tmp_path / "audit").ok

@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import os
 import re
+import signal
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -94,7 +96,26 @@ def open_audit_log(
         exporters=build_exporters(config, metrics),
         metrics=metrics,
     )
-    return audit.start() if start else audit
+    if start:
+        audit.start()
+        install_sigterm_exit()
+    return audit
+
+
+def install_sigterm_exit() -> bool:
+    """Make SIGTERM exit the interpreter normally (SystemExit 143), so the closing checkpoint is
+    written by the exit hooks. Only when SIGTERM still has its default action and only from the
+    main thread; a handler the application installed is never replaced. Returns True if installed."""
+    if threading.current_thread() is not threading.main_thread():
+        return False
+    if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        return False
+
+    def _exit(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, _exit)
+    return True
 
 
 def build_decision_sink(
