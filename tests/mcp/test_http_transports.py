@@ -189,3 +189,12 @@ def test_legacy_handshake_through_bridge_and_mux(inspector: Any, loop_thread: Lo
     finally:
         ep.close()
         loop_thread.loop.call_soon_threadsafe(fut.cancel)
+
+
+def test_origin_check() -> None:
+    from vallum.mcp.http_server import origin_allowed
+
+    assert origin_allowed({}) and origin_allowed({"origin": "http://localhost:5173"})
+    assert origin_allowed({"origin": "http://mcp.corp:8765", "host": "mcp.corp:8765"})
+    assert not origin_allowed({"origin": "https://evil.example", "host": "127.0.0.1:8765"})
+    assert not origin_allowed({"origin": "null", "host": "127.0.0.1:8765"})

@@ -21,11 +21,12 @@ import time
 import uuid
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlsplit
 
 from vallum.decisions import Principal
 from vallum.mcp import jsonrpc
 from vallum.mcp.http_upstream import HOP_HEADERS, HttpUpstream
-from vallum.mcp.jsonrpc import BLOCKED_CODE
+from vallum.mcp.jsonrpc import BLOCKED_CODE, as_dict
 from vallum.mcp.session import McpSession, ServerContext, id_key
 from vallum.mcp.stdio import exit_status, read_lines
 
@@ -59,7 +60,7 @@ class Downstream:
             if "method" not in obj and "id" in obj:
                 target = id_key(obj.get("id"))
             else:
-                params = obj.get("params") if isinstance(obj.get("params"), dict) else {}
+                params = as_dict(obj.get("params"))
                 if "progressToken" in params:
                     target = self.tokens.get(json.dumps(params["progressToken"]))
         target = target if target in self.waiting else origin if origin in self.waiting else None
@@ -123,7 +124,7 @@ class StdioMux:
         self.clients[ds.key] = ds
         if isinstance(obj, dict) and "method" in obj:
             method = obj["method"]
-            params = obj.get("params") if isinstance(obj.get("params"), dict) else None
+            params = as_dict(obj.get("params"))
             if obj.get("id") is not None:
                 if method == "initialize" and self.init_result is not None:
                     # the server is already initialized by an earlier client: answer from the cache
@@ -181,7 +182,7 @@ class StdioMux:
             for k in [k for k, (d, _t) in self.token_map.items() if d is ds and k == json.dumps(f"vallum-{obj['id']}")]:
                 self.token_map.pop(k, None)
             return
-        params = obj.get("params") if isinstance(obj.get("params"), dict) else {}
+        params = as_dict(obj.get("params"))
         if "progressToken" in params:
             entry = self.token_map.get(json.dumps(params["progressToken"]))
             if entry is not None:
@@ -190,10 +191,10 @@ class StdioMux:
                 return
         if obj.get("id") is not None:
             # a server→client request (sampling, elicitation, roots): the client most recently active
-            ds = self.last_active or next(iter(self.clients.values()), None)
-            if ds is not None:
-                self.server_requests[id_key(obj["id"])] = ds
-                self._deliver(ds, line)
+            owner = self.last_active or next(iter(self.clients.values()), None)
+            if owner is not None:
+                self.server_requests[id_key(obj["id"])] = owner
+                self._deliver(owner, line)
             return
         if obj.get("method") == "notifications/cancelled" and "requestId" in params:
             entry = self.id_map.get(id_key(params["requestId"]))
@@ -244,11 +245,12 @@ async def _read_body(receive: Callable[..., Any], limit: int) -> bytes | None:
             return b"".join(chunks)
 
 
-async def _send_json(send: Callable[..., Any], status: int, body: Any, headers: list[tuple[bytes, bytes]] = ()) -> None:
+async def _send_json(send: Callable[..., Any], status: int, body: Any,
+                     headers: list[tuple[bytes, bytes]] | None = None) -> None:
     data = body if isinstance(body, bytes) else json.dumps(body).encode()
     await send({"type": "http.response.start", "status": status,
                 "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode()),
-                            *headers]})
+                            *(headers or [])]})
     await send({"type": "http.response.body", "body": data})
 
 
@@ -313,6 +315,10 @@ class McpHttpApp:
             await _send_json(send, 404, {"error": "not found"})
             return
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        if not origin_allowed(headers):
+            # DNS rebinding: a web page must not drive a local MCP endpoint from the browser
+            await _send_json(send, 403, {"error": "origin not allowed"})
+            return
         method = scope["method"]
         if method == "POST":
             await self._post(scope, headers, receive, send)
@@ -385,8 +391,8 @@ class McpHttpApp:
                     k = id_key(m["id"])
                     request_keys.append(k)
                     ds.waiting[k] = queue
-                    params = m.get("params") if isinstance(m.get("params"), dict) else {}
-                    meta = params.get("_meta") if isinstance(params.get("_meta"), dict) else {}
+                    params = as_dict(m.get("params"))
+                    meta = as_dict(params.get("_meta"))
                     if "progressToken" in meta:
                         ds.tokens[json.dumps(meta["progressToken"])] = k
             for b in out.to_client:
@@ -467,6 +473,18 @@ class McpHttpApp:
         for ds in list(self.sessions.values()):
             await self._drop(ds)
         self.sessions.clear()
+
+
+def origin_allowed(headers: dict[str, str]) -> bool:
+    """No Origin (a non-browser client), a loopback origin, or the endpoint's own host."""
+    origin = headers.get("origin")
+    if not origin:
+        return True
+    host = urlsplit(origin).hostname or ""
+    if host in ("localhost", "127.0.0.1", "::1"):
+        return True
+    own = urlsplit("//" + headers.get("host", "")).hostname or ""
+    return bool(own) and host == own
 
 
 def jsonrpc_dup(body: bytes) -> bool:

@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from vallum.mcp import jsonrpc
+from vallum.mcp.jsonrpc import as_dict
 from vallum.mcp.session import McpSession, id_key
 from vallum.mcp.stdio import LineWriter, StreamLineWriter, read_lines
 
@@ -64,7 +65,8 @@ def _encode_header_value(value: str) -> str:
 
 async def sse_events(lines: AsyncIterator[str]) -> AsyncIterator[tuple[str, str, str]]:
     """Parse an SSE stream into (event, data, id) tuples (WHATWG event-stream rules)."""
-    event, data, eid = "", [], ""
+    event, eid = "", ""
+    data: list[str] = []
     async for raw in lines:
         line = raw.rstrip("\r")
         if line == "":
@@ -112,8 +114,8 @@ class HttpUpstream:
             h["mcp-session-id"] = self.session_id
         version = None
         if isinstance(obj, dict):
-            params = obj.get("params") if isinstance(obj.get("params"), dict) else {}
-            meta = params.get("_meta") if isinstance(params.get("_meta"), dict) else {}
+            params = as_dict(obj.get("params"))
+            meta = as_dict(params.get("_meta"))
             version = meta.get(PROTOCOL_META_KEY) if isinstance(meta.get(PROTOCOL_META_KEY), str) else None
             method = obj.get("method")
             if version and isinstance(method, str):
@@ -139,7 +141,7 @@ class HttpUpstream:
             self._in_flight[id_key(obj["id"])] = task
         if isinstance(obj, dict) and obj.get("method") == "notifications/cancelled":
             # 2026-07-28: cancelling is closing the response stream
-            params = obj.get("params") if isinstance(obj.get("params"), dict) else {}
+            params = as_dict(obj.get("params"))
             t = self._in_flight.get(id_key(params.get("requestId")))
             if t is not None and self.protocol_version is None:
                 t.cancel()

@@ -156,6 +156,11 @@ def from_object(obj: Any) -> Message:
     return Message(obj=obj, kind=classify(obj), raw=None)
 
 
+def as_dict(value: Any) -> dict[str, Any]:
+    """`value` if it is a JSON object, else an empty one (for optional `params`, `_meta` …)."""
+    return value if isinstance(value, dict) else {}
+
+
 def error_response(id: Any, code: int, message: str, data: Any = None) -> dict[str, Any]:
     err: dict[str, Any] = {"code": code, "message": message}
     if data is not None:

@@ -16,6 +16,7 @@ from vallum.detection.model import Action, Finding, strongest
 from vallum.detection.pipeline import Inspector
 from vallum.mcp import jsonrpc, policy
 from vallum.mcp.inspection import scan_tool_definition, tool_label
+from vallum.mcp.jsonrpc import as_dict
 from vallum.mcp.shell import expand_commands
 
 
@@ -109,7 +110,8 @@ def _server_report(inspector: Inspector, name: str, entry: Any) -> ServerReport:
         return ServerReport(name, "unknown", "", [f] if f else [])
     url = entry.get("url") or entry.get("serverUrl") or entry.get("httpUrl")
     command = entry.get("command")
-    args = entry.get("args") if isinstance(entry.get("args"), list) else []
+    raw_args = entry.get("args")
+    args: list[Any] = raw_args if isinstance(raw_args, list) else []
     findings: list[Finding] = []
     if isinstance(url, str):
         transport = str(entry.get("type") or entry.get("transport") or "http")
@@ -119,9 +121,9 @@ def _server_report(inspector: Inspector, name: str, entry: Any) -> ServerReport:
                                   f"server {name} is reached over plain http", action=Action.WARN,
                                   location=f"servers[{name}].url", evidence=url[:80])
             findings.extend([f] if f else [])
-        for f in inspector.inspect_text(url, direction="outbound", location=f"servers[{name}].url"):
-            if f.category == "credential":
-                findings.append(f)
+        findings.extend(c for c in inspector.inspect_text(url, direction="outbound",
+                                                          location=f"servers[{name}].url")
+                        if c.category == "credential")
     elif isinstance(command, str):
         transport = "stdio"
         words = [command, *[str(a) for a in args]]
@@ -129,13 +131,13 @@ def _server_report(inspector: Inspector, name: str, entry: Any) -> ServerReport:
         line = " ".join(policy._q(w) for w in words) if args else command
         views = {"command": expand_commands(line)}
         for h in policy.builtin_hits("server", {"command": line}, views):
-            f = inspector.finding(h.rule, h.category, h.severity, f"server {name}: {h.message}",
-                                  location=f"servers[{name}].command", evidence=h.evidence)
-            findings.extend([f] if f else [])
+            hf = inspector.finding(h.rule, h.category, h.severity, f"server {name}: {h.message}",
+                                   location=f"servers[{name}].command", evidence=h.evidence)
+            findings.extend([hf] if hf else [])
     else:
         transport, target = "unknown", ""
-    env = entry.get("env") if isinstance(entry.get("env"), dict) else {}
-    headers = entry.get("headers") if isinstance(entry.get("headers"), dict) else {}
+    env = as_dict(entry.get("env"))
+    headers = as_dict(entry.get("headers"))
     for where, mapping in (("env", env), ("headers", headers)):
         for k, v in mapping.items():
             if not isinstance(v, str) or v.startswith("${") or v.startswith("$"):

@@ -347,10 +347,10 @@ class McpSession:
             if key in self.server_pending or self.offline:
                 self.server_pending.pop(key, None)
                 return Outcome(to_server=[msg.encode()])
-            f = self.inspector.finding("mcp.protocol.unanswered_id", "protocol", "high",
+            uf = self.inspector.finding("mcp.protocol.unanswered_id", "protocol", "high",
                                        "client response answers no pending server request",
                                        location="id", evidence=str(msg.id)[:40])
-            fs = [f] if f else []
+            fs = [uf] if uf else []
             act, _ = self._record(now, "request", fs, reason="unmatched response id")
             return Outcome(to_server=[] if act is Action.BLOCK else [msg.encode()], findings=fs, action=act)
         self._learn_principal(msg)
@@ -468,10 +468,10 @@ class McpSession:
         if pending is None:
             if self.offline and not self.saw_requests:
                 return self._by_shape(msg, now)
-            f = self.inspector.finding("mcp.protocol.unanswered_id", "protocol", "high",
+            uf = self.inspector.finding("mcp.protocol.unanswered_id", "protocol", "high",
                                        "response answers no pending request (confused deputy)",
                                        location="id", evidence=str(msg.id)[:40])
-            fs = [f] if f else []
+            fs = [uf] if uf else []
             act, _ = self._record(now, "response", fs, reason="unmatched response id")
             return Outcome(to_client=[] if act is Action.BLOCK else [msg.encode()], findings=fs, action=act)
         if msg.kind == "error":
