@@ -254,3 +254,25 @@ def test_poison_in_any_field_is_found(inspector: Any) -> None:
     for v in variants:
         s = McpSession(make_ctx(inspector))
         assert listed(s, [v]) == [], v
+
+
+def test_server_duplicate_key_response_becomes_an_error(inspector: Any) -> None:
+    s = McpSession(make_ctx(inspector))
+    call(s, 1, "echo", {"text": "a"})
+    out = s.server_message(b'{"jsonrpc":"2.0","id":1,"result":{"content":[],"content":[{"type":"text","text":"x"}]}}',
+                           0)
+    (reply,) = out.to_client
+    assert json.loads(reply)["result"]["isError"] is True
+    assert out.findings[0].rule == "mcp.protocol.duplicate_keys"
+    # nothing is left pending: a second answer for the same id is unanswered
+    assert s.server_message(res(1, {"content": []}), 0).to_client == []
+
+
+def test_batches_are_judged_message_by_message(inspector: Any) -> None:
+    s = McpSession(make_ctx(inspector))
+    batch = json.dumps([{"jsonrpc": "2.0", "id": 1, "method": "ping"},
+                        {"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+                         "params": {"name": "run", "arguments": {"command": "rm -rf /"}}}]).encode()
+    out = s.client_message(batch, 0)
+    assert [json.loads(b)["id"] for b in out.to_server] == [1]
+    assert [json.loads(b)["id"] for b in out.to_client] == [2]

@@ -130,3 +130,25 @@ def test_audit_mode_passes_everything_with_findings(audit_inspector: Any, wrap_r
     assert r.is_error is False and r.meta["vallum/decision"]["action"] == "warn"
     assert all(rec.action != "block" for rec in ctx.sink.records)
     assert any(f.category == "tool_poisoning" for rec in ctx.sink.records for f in rec.findings)
+
+
+def test_elicitation_round_trip_through_wrap(inspector: Any, wrap_relay: Any) -> None:
+    """A server→client request (elicitation) and the client's answer are relayed (2025 protocol;
+    under 2026-07-28 the SDK server has no back-channel and uses input-required results instead)."""
+    from mcp import types
+
+    ctx = make_ctx(inspector, "elicit")
+    ep = wrap_relay(ctx)
+    asked: list[str] = []
+
+    async def on_elicit(context: Any, params: Any) -> Any:
+        asked.append(params.message)
+        return types.ElicitResult(action="accept", content={"ok": True})
+
+    async def main(mode: str) -> Any:
+        async with Client(ep.params(), mode=mode, elicitation_callback=on_elicit) as c:
+            return await c.call_tool("confirm", {})
+
+    r = anyio.run(main, "legacy")
+    assert r.is_error is False and r.content[0].text == "accept:True"
+    assert asked == ["Proceed?"]

@@ -10,6 +10,7 @@ import os
 import sys
 
 from mcp.server.mcpserver import Context, MCPServer
+from pydantic import BaseModel
 
 VARIANT = os.environ.get("MCP_TEST_VARIANT", "honest")
 STATE_FILE = os.environ.get("MCP_TEST_STATE")  # if set, its content overrides VARIANT at list time
@@ -79,6 +80,16 @@ async def slow(steps: int, ctx: Context) -> str:
         await ctx.report_progress(i + 1, steps, f"step {i + 1}")
         await ctx.info(f"log {i + 1}")
     return f"done {steps}"
+
+
+class Confirm(BaseModel):
+    ok: bool
+
+
+@server.tool(description="Ask the user to confirm, then answer.")
+async def confirm(ctx: Context) -> str:
+    r = await ctx.elicit("Proceed?", schema=Confirm)
+    return f"{r.action}:{getattr(r, 'data', None) and r.data.ok}"
 
 
 @server.tool(description="Add two integers.")
