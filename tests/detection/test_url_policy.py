@@ -191,6 +191,12 @@ def test_crlf_nul_and_control_characters(url: str, rule: str) -> None:
     assert v.action is Action.BLOCK
 
 
+def test_surrounding_whitespace_is_ignored_but_not_inside() -> None:
+    assert scan("  https://example.com/\n").action is Action.ALLOW
+    assert scan("\thttps://example.com/ \r\n").action is Action.ALLOW
+    assert "url.crlf" in rules("https://example.com/\r\nX: y\n")
+
+
 def test_crlf_in_method_is_blocked() -> None:
     v = scan({"method": "GET\r\nX-Injected: 1", "url": "https://example.com/"})
     assert "url.crlf" in {f.rule for f in v.findings}

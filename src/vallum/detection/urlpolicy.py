@@ -437,7 +437,9 @@ def check_url(inspector: Any, url: str, method: str = "GET", location: str = "ur
         c.add("url.too_long", "url", "medium", f"URL of {len(url)} characters exceeds {MAX_URL_LENGTH}")
         c.findings.extend(_dlp(inspector, url[:MAX_URL_LENGTH], location))
         return _finish(c.findings)
-    clean = _check_characters(c, url)
+    # leading and trailing whitespace is dropped, as every URL parser does (WHATWG strips it, and
+    # a URL read from a file or form ends in a newline); inside the URL it is an attack
+    clean = _check_characters(c, url.strip(" \t\r\n"))
     _check_method(c, method)
     connect = isinstance(method, str) and method.upper() == "CONNECT"
     try:
