@@ -125,12 +125,12 @@ def test_serve_multiplexes_http_clients_onto_one_stdio_server(inspector: Any, lo
     async def main() -> dict[str, Any]:
         results: dict[str, Any] = {}
         async with anyio.create_task_group() as tg:
-            tg.start_soon(one, "A", results)
-            tg.start_soon(one, "B", results)
+            for tag in "ABC":  # same address and client name, same request ids: must not mix
+                tg.start_soon(one, tag, results)
         return results
 
     results = anyio.run(main)
-    for tag in ("A", "B"):
+    for tag in "ABC":
         got, done, seen, scen = results[tag]
         assert got == [f"{tag}-{i}" for i in range(6)]  # every answer went back to its own client
         assert done == "done 4" and seen == [1, 2, 3, 4]

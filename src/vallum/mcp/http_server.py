@@ -23,6 +23,8 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
+import httpx
+
 from vallum.decisions import Principal
 from vallum.mcp import jsonrpc
 from vallum.mcp.http_upstream import HOP_HEADERS, HttpUpstream
@@ -32,6 +34,7 @@ from vallum.mcp.stdio import exit_status, read_lines
 
 _END = object()
 MAX_BACKLOG = 1000
+MAX_SESSIONS = 10_000
 
 
 class Downstream:
@@ -265,25 +268,50 @@ class McpHttpApp:
         self.upstream_headers = headers or {}
         self.mux = mux
         self.sessions: dict[str, Downstream] = {}
+        #: session-less clients (address + name): their shared session state
+        self.anon: dict[str, McpSession] = {}
+        self.http: httpx.AsyncClient | None = None
 
     # ------------------------------------------------------------------ sessions
-    def _downstream(self, key: str, principal: Principal) -> Downstream:
+    def _new_downstream(self, key: str, session: McpSession) -> Downstream:
+        ds = Downstream(key, session)
+        if self.upstream_url:
+            async def deliver(data: bytes, origin: str | None, _ds: Downstream = ds) -> None:
+                out = _ds.session.server_message(data, time.time())
+                for b in out.to_client:
+                    _ds.route(b, origin)
+                for b in out.to_server:
+                    assert _ds.upstream is not None
+                    _ds.upstream.send(b)
+
+            if self.http is None:
+                self.http = httpx.AsyncClient(timeout=httpx.Timeout(30.0, read=None), follow_redirects=False)
+            ds.upstream = HttpUpstream(self.upstream_url, self.upstream_headers, deliver, client=self.http)
+        return ds
+
+    def _downstream(self, key: str, principal: Principal) -> tuple[Downstream, bool]:
+        """The client's `Downstream`, and whether it lives for this POST only.
+
+        Session-less (2026-07-28) POSTs each get their own (request ids of different clients may
+        collide), sharing the call history and principal of the client address + name.
+        """
+        if key.startswith("anon:"):
+            parent = self.anon.get(key)
+            if parent is None:
+                if len(self.anon) >= MAX_SESSIONS:
+                    self.anon.pop(next(iter(self.anon)))
+                parent = self.anon[key] = McpSession(self.ctx, principal, session_id=uuid.uuid4().hex[:16])
+            session = McpSession(self.ctx, parent.principal, session_id=parent.session_id)
+            session.history = parent.history
+            return self._new_downstream(uuid.uuid4().hex, session), True
         ds = self.sessions.get(key)
         if ds is None:
-            ds = Downstream(key, McpSession(self.ctx, principal, session_id=key))
-            self.sessions[key] = ds
-            if self.upstream_url:
-                async def deliver(data: bytes, origin: str | None, _ds: Downstream = ds) -> None:
-                    out = _ds.session.server_message(data, time.time())
-                    for b in out.to_client:
-                        _ds.route(b, origin)
-                    for b in out.to_server:
-                        assert _ds.upstream is not None
-                        _ds.upstream.send(b)
-
-                ds.upstream = HttpUpstream(self.upstream_url, self.upstream_headers, deliver)
+            if len(self.sessions) >= MAX_SESSIONS:
+                oldest = min(self.sessions.values(), key=lambda d: d.last_used)
+                self.sessions.pop(oldest.key, None)
+            ds = self.sessions[key] = self._new_downstream(key, McpSession(self.ctx, principal, session_id=key))
         ds.last_used = time.monotonic()
-        return ds
+        return ds, False
 
     async def _forward(self, ds: Downstream, data: bytes, extra: dict[str, str]) -> None:
         if ds.upstream is not None:
@@ -371,7 +399,21 @@ class McpHttpApp:
             await _send_json(send, 404, jsonrpc.error_response(None, -32600, "unknown or expired session"))
             return
         client = scope.get("client") or (None, None)
-        ds = self._downstream(key, Principal(session=key, ip=client[0], source="mcp_session"))
+        ds, ephemeral = self._downstream(key, Principal(session=None if key.startswith("anon:") else key,
+                                                        ip=client[0], source="mcp_session"))
+        try:
+            await self._exchange(ds, key, parsed, body, headers, send)
+        finally:
+            if ephemeral:
+                parent = self.anon.get(key)
+                if parent is not None and ds.session.principal.agent and not parent.principal.agent:
+                    parent.principal = ds.session.principal
+                if self.mux is not None:
+                    self.mux.forget(ds)
+
+    async def _exchange(self, ds: Downstream, key: str, parsed: Any, body: bytes, headers: dict[str, str],
+                        send: Callable[..., Any]) -> None:
+        """Judge and forward the messages of one POST, then stream or return the answers."""
         extra = {k: v for k, v in headers.items() if k not in HOP_HEADERS and k not in ("accept", "content-type")}
         now = time.time()
         # the session judges the raw bytes (duplicate keys, framing) before anything is forwarded
@@ -473,6 +515,8 @@ class McpHttpApp:
         for ds in list(self.sessions.values()):
             await self._drop(ds)
         self.sessions.clear()
+        if self.http is not None:
+            await self.http.aclose()
 
 
 def origin_allowed(headers: dict[str, str]) -> bool:
