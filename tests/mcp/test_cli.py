@@ -58,6 +58,12 @@ def test_wrap_cli_relays_and_propagates_exit_code(tmp_path: Path) -> None:
     recs = [json.loads(x) for x in dec.read_text().splitlines()]
     assert {r["direction"] for r in recs} >= {"tools_list", "tool_call", "tool_result"}
     assert all(r["transport"] == "mcp.stdio" for r in recs)
+    # the same decisions went to the audit log, which verifies
+    from vallum.config import load_config
+
+    audit = load_config(cfg).audit.resolve_dir(str(tmp_path / "data"))
+    assert any(audit.rglob("*")), "no audit log written"
+    assert runner.invoke(app, ["audit", "verify", str(audit)]).exit_code == 0
     # a command that does not exist
     p = subprocess.run([VALLUM, "mcp", "wrap", "--config", str(cfg), "--", "/nonexistent/server"],
                        input=b"", capture_output=True, timeout=120, env=_env())

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import importlib
 import json
 import sys
 import time
@@ -28,16 +27,19 @@ def pins_dir(cfg: Config) -> Path:
     return Path(cfg.mcp.pins_dir) if cfg.mcp.pins_dir else cfg.data_path / "mcp" / "pins"
 
 
-def decision_sink(cfg: Config, decisions: Path | None) -> DecisionSink:
-    """The shared decision sink (when the runtime provides one) plus an optional JSONL file."""
+def decision_sink(cfg: Config, decisions: Path | None, component: str = "mcp") -> DecisionSink:
+    """The process's decision sink — the audit log and metrics, as every vallum process — plus an
+    optional JSON Lines file. An audit log that cannot be opened is an error: no unaudited proxy."""
     sinks: list[DecisionSink] = []
     try:
-        mod = importlib.import_module("vallum.runtime.sinks")
-        factory = getattr(mod, "build_decision_sink", None)
-        if factory is not None:
-            sinks.append(factory(cfg))
-    except ImportError:
-        pass
+        from vallum.audit.factory import build_decision_sink
+    except ImportError:  # pragma: no cover - a build without the audit layer
+        build_decision_sink = None  # type: ignore[assignment]
+    if build_decision_sink is not None:
+        try:
+            sinks.append(build_decision_sink(cfg, component=component))
+        except Exception as exc:  # AuditError, OSError, ValueError: refuse to run unaudited
+            raise fail(f"cannot open the audit log: {exc}") from None
     if decisions is not None:
         from vallum.mcp.decisionlog import JsonlDecisionSink
 
@@ -56,8 +58,8 @@ def _context(cfg: Config, name: str, transport: str, decisions: Path | None) -> 
         inspector = get_inspector(cfg)
     except ValueError as exc:
         raise fail(str(exc)) from None
-    return ServerContext(name, inspector, FilePinStore(pins_dir(cfg)), decision_sink(cfg, decisions),
-                         transport=transport)
+    return ServerContext(name, inspector, FilePinStore(pins_dir(cfg)),
+                         decision_sink(cfg, decisions, component=f"mcp-{name}"), transport=transport)
 
 
 @mcp_app.command("wrap")
