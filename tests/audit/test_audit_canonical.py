@@ -29,7 +29,7 @@ values = st.recursive(
 objects = st.dictionaries(texts, values, max_size=6)
 
 
-@settings(max_examples=60)
+@settings(deadline=None, max_examples=60)
 @given(objects)
 def test_deterministic_and_parses_back_to_the_same_bytes(obj):
     a = canonical_bytes(obj)
@@ -38,7 +38,7 @@ def test_deterministic_and_parses_back_to_the_same_bytes(obj):
     assert canonical_bytes(json.loads(a.decode("utf-8"))) == a
 
 
-@settings(max_examples=60)
+@settings(deadline=None, max_examples=60)
 @given(objects, st.randoms(use_true_random=False))
 def test_key_order_does_not_matter(obj, rnd):
     items = list(obj.items())
@@ -63,7 +63,7 @@ def _outside_strings(text: str) -> str:
     return "".join(out)
 
 
-@settings(max_examples=60)
+@settings(deadline=None, max_examples=60)
 @given(objects)
 def test_no_whitespace_outside_strings_and_valid_utf8(obj):
     text = canonical_bytes(obj).decode("utf-8")  # strict: raises on invalid UTF-8
@@ -73,7 +73,7 @@ def test_no_whitespace_outside_strings_and_valid_utf8(obj):
     assert not any(ord(ch) < 0x20 for ch in text)
 
 
-@settings(max_examples=60)
+@settings(deadline=None, max_examples=60)
 @given(objects, objects)
 def test_distinct_values_have_distinct_encodings(a, b):
     # Canonical equality must coincide with value equality (1 == 1.0 are the same JSON number).
@@ -81,6 +81,7 @@ def test_distinct_values_have_distinct_encodings(a, b):
     assert (canonical_bytes(a) == canonical_bytes(b)) == same_value
 
 
+@settings(deadline=None)
 @given(texts, texts)
 def test_distinct_strings_never_collide(s1, s2):
     if s1 != s2:
@@ -88,6 +89,7 @@ def test_distinct_strings_never_collide(s1, s2):
         assert canonical_bytes({s1: 1}) != canonical_bytes({s2: 1})
 
 
+@settings(deadline=None)
 @given(floats)
 def test_floats_round_trip_exactly(x):
     raw = canonical_bytes({"x": x})
@@ -113,7 +115,7 @@ def test_values_without_a_canonical_form_are_refused(bad):
 
 
 @given(objects)
-@settings(max_examples=50)
+@settings(deadline=None, max_examples=50)
 def test_stored_line_parses_and_verifies(obj):
     entry = {**obj, "v": 1, "seq": 3, "kind": "decision", "ts": "2026-01-01T00:00:00.000000Z", "prev": "0" * 64}
     entry.pop("hash", None)
@@ -125,7 +127,7 @@ def test_stored_line_parses_and_verifies(obj):
 
 
 @given(objects, st.integers(0, 200), st.integers(1, 255))
-@settings(max_examples=80)
+@settings(deadline=None, max_examples=80)
 def test_any_byte_flip_in_a_stored_line_is_caught(obj, pos, delta):
     entry = {**obj, "v": 1, "seq": 3, "kind": "decision", "ts": "2026-01-01T00:00:00.000000Z", "prev": "0" * 64}
     entry.pop("hash", None)

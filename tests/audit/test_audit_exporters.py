@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 from auditkit import entries_of, new_log, record
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from vallum.audit.exporters import OtlpLogsExporter, SyslogExporter, WebhookExporter, format_rfc5424
@@ -120,6 +120,7 @@ def test_syslog_tcp_octet_counting(logdir: Path):
         check_message(raw, line, json.loads(line))
 
 
+@settings(deadline=None)
 @given(st.text(max_size=40), st.lists(st.text(max_size=12), max_size=3))
 def test_rfc5424_structured_data_escaping(reason_text, rules):
     entry = {

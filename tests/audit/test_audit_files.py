@@ -15,6 +15,7 @@ chunks = st.lists(
 )
 
 
+@settings(deadline=None)
 @given(chunks)
 def test_split_lines_keeps_every_byte(parts):
     data = b"".join(parts)
@@ -24,7 +25,7 @@ def test_split_lines_keeps_every_byte(parts):
 
 
 @given(chunks)
-@settings(max_examples=60)
+@settings(deadline=None, max_examples=60)
 def test_first_and_last_line_match_split_lines(parts):
     data = b"".join(parts)
     lines, _ = split_lines(data)
@@ -35,6 +36,7 @@ def test_first_and_last_line_match_split_lines(parts):
         assert first_line(p) == (lines[0] if lines else None)
 
 
+@settings(deadline=None)
 @given(st.integers(1, 10**9))
 def test_segment_names_round_trip_and_sort(n):
     name = segment_name(n)

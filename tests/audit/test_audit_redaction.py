@@ -23,6 +23,7 @@ secrets = st.text(ALNUM, min_size=28, max_size=64).filter(
 prose = st.text(st.sampled_from(list(" .,:;()[]/?!\n") + list("the quick brown fox")), max_size=40)
 
 
+@settings(deadline=None)
 @given(prose, secrets, prose)
 def test_a_secret_shaped_token_never_survives(before, secret, after):
     out, n = scrub_text(before + secret + after)
@@ -30,6 +31,7 @@ def test_a_secret_shaped_token_never_survives(before, secret, after):
     assert "[redacted]" in out
 
 
+@settings(deadline=None)
 @given(
     st.sampled_from(["password", "passwd", "secret", "token", "api_key", "apikey", "access_key"]),
     st.sampled_from(["=", ": ", '="', ":"]),
@@ -40,6 +42,7 @@ def test_values_after_sensitive_names_are_redacted(name, sep, value):
     assert value not in out
 
 
+@settings(deadline=None)
 @given(
     st.sampled_from(["password", "client_secret", "X-Api-Key", "authorization", "db.password"]),
     st.text(min_size=4, max_size=30).filter(lambda v: "[redacted]" not in v),
@@ -74,7 +77,7 @@ json_like = st.recursive(
 
 
 @given(json_like, st.text(max_size=30), st.one_of(st.none(), st.floats()), st.text(max_size=30))
-@settings(max_examples=150)
+@settings(deadline=None, max_examples=150)
 def test_any_record_becomes_a_verifiable_entry(extra, evidence, duration, reason):
     f = Finding("r.x", "credential", "high", Action.BLOCK, "m", evidence=evidence, score=0.5, extra={"e": extra})
     rec = DecisionRecord(

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from auditkit import T0, new_log, record, vallum, vallum_inproc
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from vallum.audit.factory import open_audit_log
@@ -20,6 +20,7 @@ from vallum.decisions import Principal
 NOW = 1_800_000_000.0
 
 
+@settings(deadline=None)
 @given(st.datetimes(min_value=datetime(1971, 1, 1), max_value=datetime(2200, 1, 1)))
 def test_parse_time_rfc3339_round_trip(dt):
     aware = dt.replace(tzinfo=UTC)
@@ -29,12 +30,14 @@ def test_parse_time_rfc3339_round_trip(dt):
     assert parse_time(shifted.isoformat(), NOW) == pytest.approx(aware.timestamp(), abs=1e-6)
 
 
+@settings(deadline=None)
 @given(st.integers(0, 10_000), st.sampled_from(["s", "m", "h", "d", "w"]))
 def test_parse_time_relative(n, unit):
     secs = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}[unit]
     assert parse_time(f"{n}{unit}", NOW) == NOW - n * secs
 
 
+@settings(deadline=None)
 @given(st.text(max_size=20))
 def test_parse_time_never_crashes_otherwise(text):
     try:
@@ -160,6 +163,7 @@ def test_yaml_examples_in_the_docs_are_valid_config():
         parse_config(yaml.safe_load(block))
 
 
+@settings(deadline=None)
 @given(st.floats(min_value=0, max_value=7_000_000_000, allow_nan=False))
 def test_entry_timestamps_round_trip(ts):
     from vallum.audit.entry import rfc3339
