@@ -1,10 +1,12 @@
 """Multi-pattern matching: one Hyperscan pass selects the rules that can match, `re` locates them.
 
-Hyperscan (when importable) compiles every rule of a target into one database scanned once per
-buffer in "which patterns occur" mode, with the prefilter flag so that its answer is a superset
-of what `re` would find. Only the selected rules then run `re.finditer`. Without Hyperscan every
-rule runs `re` (after the same keyword gate). Both paths therefore report exactly the same matches:
-Hyperscan only decides what not to run. Patterns Hyperscan refuses always run with `re`.
+Every rule with `keywords` runs only when one of its keywords occurs in the lower-cased text (the
+gitleaks idea). With Hyperscan, all keywords of all rules are one literal database scanned once
+over the lower-cased buffer, which answers exactly the question the stdlib path answers with
+`keyword in lowered` — so both paths select the same rules by construction. Rules without keywords
+are prefiltered by their full pattern (compiled with the prefilter flag, a superset of what `re`
+finds) or, if Hyperscan refuses it, always run. The selected rules then run `re.finditer`, which
+alone decides what matched: Hyperscan only decides what not to run.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import os
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from vallum.detection.rules import Rule
 
@@ -36,18 +39,65 @@ class RuleMatch:
     match: re.Match[str]
 
 
+_BOUNDED = re.compile(r"(?<!\\)\{(\d+),(\d+)\}")
+
+
+def prefilter_pattern(pattern: str) -> str:
+    """The pattern Hyperscan compiles for a keyword-less rule: a superset, cheap to compile.
+
+    Large bounded repeats (`{0,200}`) explode Hyperscan's automata under UTF-8; as a prefilter an
+    unbounded repeat is a superset, so it is safe.
+    """
+    return _BOUNDED.sub(lambda m: m.group(0) if int(m.group(2)) <= 8 else f"{{{m.group(1)},}}", pattern)
+
+
+def _compile(entries: list[tuple[bytes, int, int]], literal: bool = False) -> Any:
+    assert _hs is not None
+    if not entries:
+        return None
+    try:
+        db = _hs.Database(mode=_hs.HS_MODE_BLOCK)
+        kwargs: dict[str, Any] = {}
+        if literal:
+            kwargs["literal"] = True
+        db.compile(expressions=[e[0] for e in entries], ids=[e[1] for e in entries],
+                   flags=[e[2] for e in entries], **kwargs)
+        return db
+    except TypeError:
+        if literal:  # an older binding without literal mode: escape the keywords instead
+            return _compile([(re.escape(e[0].decode()).encode(), e[1], e[2]) for e in entries])
+        return None
+    except Exception:
+        return None
+
+
 class _HyperscanSelector:
-    """Compiled Hyperscan database answering 'which of these rules can match this buffer'."""
+    """Hyperscan databases answering 'which of these rules can match this buffer'."""
 
     def __init__(self, rules: list[Rule]) -> None:
         assert _hs is not None
         self.rules = rules
         self.always: list[int] = []
-        exprs: list[bytes] = []
-        ids: list[int] = []
-        flags: list[int] = []
-        base = _hs.HS_FLAG_SINGLEMATCH | _hs.HS_FLAG_UTF8 | _hs.HS_FLAG_UCP | _hs.HS_FLAG_ALLOWEMPTY
+        # 1. keyword literals, matched over the lower-cased text (ids index self.keyword_owners)
+        self.keyword_owners: list[list[int]] = []
+        kw_index: dict[str, int] = {}
         for i, r in enumerate(rules):
+            for k in r.keywords:
+                if k not in kw_index:
+                    kw_index[k] = len(self.keyword_owners)
+                    self.keyword_owners.append([])
+                self.keyword_owners[kw_index[k]].append(i)
+        lit_flags = _hs.HS_FLAG_SINGLEMATCH
+        self.kw_db = _compile([(k.encode("utf-8"), n, lit_flags) for k, n in kw_index.items()], literal=True)
+        if self.kw_db is None and kw_index:  # should not happen; stay correct if it does
+            self.always.extend(i for i, r in enumerate(rules) if r.keywords)
+        # 2. full-pattern prefilter for rules without keywords
+        base = (_hs.HS_FLAG_SINGLEMATCH | _hs.HS_FLAG_UTF8 | _hs.HS_FLAG_UCP | _hs.HS_FLAG_ALLOWEMPTY
+                | _hs.HS_FLAG_PREFILTER)
+        entries: list[tuple[bytes, int, int]] = []
+        for i, r in enumerate(rules):
+            if r.keywords:
+                continue
             f = base
             if "i" in r.flags:
                 f |= _hs.HS_FLAG_CASELESS
@@ -55,44 +105,42 @@ class _HyperscanSelector:
                 f |= _hs.HS_FLAG_DOTALL
             if "m" in r.flags:
                 f |= _hs.HS_FLAG_MULTILINE
-            expr = _to_pcre(r.pattern).encode("utf-8")
-            if self._compiles(expr, f | _hs.HS_FLAG_PREFILTER):
-                exprs.append(expr)
-                ids.append(i)
-                flags.append(f | _hs.HS_FLAG_PREFILTER)
-            else:
-                self.always.append(i)
-        self.db = None
-        if exprs:
-            self.db = _hs.Database(mode=_hs.HS_MODE_BLOCK)
-            self.db.compile(expressions=exprs, ids=ids, flags=flags)
-            self.scratch = _hs.Scratch(self.db)
+            entries.append((prefilter_pattern(r.pattern).encode("utf-8"), i, f))
+        self.pat_db = _compile(entries)
+        if self.pat_db is None and entries:
+            ok = []
+            for e in entries:
+                if _compile([e]) is not None:
+                    ok.append(e)
+                else:
+                    self.always.append(e[1])
+            self.pat_db = _compile(ok)
+        self.kw_scratch = _hs.Scratch(self.kw_db) if self.kw_db is not None else None
+        self.pat_scratch = _hs.Scratch(self.pat_db) if self.pat_db is not None else None
+        self.any_keywords = bool(kw_index)
 
-    @staticmethod
-    def _compiles(expr: bytes, flags: int) -> bool:
-        assert _hs is not None
-        try:
-            db = _hs.Database(mode=_hs.HS_MODE_BLOCK)
-            db.compile(expressions=[expr], ids=[0], flags=[flags])
-            return True
-        except Exception:
-            return False
-
-    def select(self, data: bytes) -> list[int]:
+    def select(self, text: str, lowered: str | None) -> list[int]:
         hits: set[int] = set(self.always)
-        if self.db is not None and data:
+        if self.kw_db is not None and lowered:
+            owners = self.keyword_owners
 
-            def on_match(rid: int, start: int, end: int, flags: int, ctx: object) -> None:
+            def on_kw(kid: int, start: int, end: int, flags: int, ctx: object) -> None:
+                hits.update(owners[kid])
+
+            self.kw_db.scan(lowered.encode("utf-8", "surrogatepass"), match_event_handler=on_kw,
+                            scratch=self.kw_scratch)
+        if self.pat_db is not None and text:
+
+            def on_pat(rid: int, start: int, end: int, flags: int, ctx: object) -> None:
                 hits.add(rid)
 
-            self.db.scan(data, match_event_handler=on_match, scratch=self.scratch)
+            self.pat_db.scan(text.encode("utf-8", "surrogatepass"), match_event_handler=on_pat,
+                             scratch=self.pat_scratch)
         return sorted(hits)
 
 
-def _to_pcre(pattern: str) -> str:
-    # Python's named-group syntax (?P<name>...) is accepted by PCRE; `(?P=name)` back-references
-    # are not, but such patterns simply fall back to `re` when Hyperscan refuses them.
-    return pattern
+#: compiled selectors by (pattern, flags, keywords) of their rules: compiling is the slow part
+_SELECTORS: dict[tuple[tuple[str, str, tuple[str, ...]], ...], _HyperscanSelector] = {}
 
 
 class RuleMatcher:
@@ -106,23 +154,26 @@ class RuleMatcher:
         if engine == "hyperscan" and _hs is None:
             raise RuntimeError("hyperscan is not importable")
         self.engine = "hyperscan" if (engine != "re" and _hs is not None and self.rules) else "re"
-        self._selector = _HyperscanSelector(self.rules) if self.engine == "hyperscan" else None
+        self._selector: _HyperscanSelector | None = None
+        if self.engine == "hyperscan":
+            key = tuple((r.pattern, r.flags, r.keywords) for r in self.rules)
+            sel = _SELECTORS.get(key)
+            if sel is None:
+                sel = _SELECTORS[key] = _HyperscanSelector(self.rules)
+            self._selector = sel
 
     def candidate_rules(self, text: str) -> list[Rule]:
-        if self._selector is not None:
-            selected = [self.rules[i] for i in self._selector.select(text.encode("utf-8", "surrogatepass"))]
-        else:
-            selected = self.rules
-        if not selected:
+        """The rules that may match `text`: keyword gate (and, with Hyperscan, pattern prefilter)."""
+        if not self.rules:
             return []
-        lowered: str | None = None
+        needs_lower = self._selector.any_keywords if self._selector is not None else True
+        lowered = text.lower() if needs_lower else None
+        if self._selector is not None:
+            return [self.rules[i] for i in self._selector.select(text, lowered)]
         out = []
-        for r in selected:
-            if r.keywords:
-                if lowered is None:
-                    lowered = text.lower()
-                if not any(k in lowered for k in r.keywords):
-                    continue
+        for r in self.rules:
+            if r.keywords and not any(k in lowered for k in r.keywords):  # type: ignore[operator]
+                continue
             out.append(r)
         return out
 
