@@ -26,3 +26,6 @@ def tmp_data_dir(tmp_path: Path) -> Path:
 
 def pytest_configure(config: pytest.Config) -> None:
     os.environ.setdefault("VALLUM_TESTING", "1")
+    # The optional semantic classifier (ml extra) is exercised by its own tests, which re-enable it;
+    # elsewhere pattern behaviour is under test and must not depend on whether the extra is installed.
+    os.environ.setdefault("VALLUM_DISABLE_SEMANTIC", "1")

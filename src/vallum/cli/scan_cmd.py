@@ -62,6 +62,21 @@ def _print_human(verdict: Verdict, console: Console) -> None:
         console.print(f"[dim]note: {note}[/]")
 
 
+def _semantic_note(cfg: Any) -> None:
+    """Say on stderr when the semantic injection detector is not running, and why."""
+    from vallum.detection.semantic import SemanticScorer, semantic_disabled_by_env
+
+    if not cfg.detection.semantic.enabled:
+        reason = "disabled in config (detection.semantic.enabled)"
+    elif semantic_disabled_by_env():
+        reason = "disabled by VALLUM_DISABLE_SEMANTIC"
+    else:
+        ok, reason = SemanticScorer.status()
+        if ok:
+            return
+    print(f"note: semantic detector off: {reason}", file=sys.stderr)
+
+
 def scan_batch_stream(inp: BinaryIO, out: Any, inspector: Inspector) -> int:
     """JSON Lines in, JSON Lines out, one verdict per line in order. Returns the number of blocks."""
     blocks = 0
@@ -135,6 +150,8 @@ def scan(
         verdict = inspector.scan(parse_content(raw, kind), kind)
     except ScanInputError as exc:
         raise fail(str(exc)) from None
+    if kind in ("text", "inbound", "http_response", "mcp"):
+        _semantic_note(cfg)
     if as_json:
         typer.echo(json.dumps(verdict.to_dict(), ensure_ascii=False))
     else:

@@ -35,6 +35,7 @@ KIND_PLUGINS: dict[str, str] = {
 }
 
 SECRET_CATEGORIES = frozenset({"credential", "pii", "entropy"})
+INJECTION_CATEGORIES = frozenset({"injection", "tool_poisoning"})
 
 
 class ScanInputError(ValueError):
@@ -160,6 +161,9 @@ class Inspector:
                         f = self._rule_finding(m, location, seg.chain)
                         if f is not None:
                             findings.append(f)
+            if direction != "outbound" and not any(f.category in INJECTION_CATEGORIES for f in findings):
+                # the semantic classifier runs only where no pattern already found an injection
+                findings.extend(self.semantic_findings(seg.text, location, seg.chain))
             if direction in (None, "outbound"):
                 findings.extend(self.entropy_findings(seg.text, location, seg.chain, findings))
         return dedupe(findings)
@@ -170,6 +174,12 @@ class Inspector:
         if hook is None or not self.config.detection.entropy.enabled:
             return []
         return hook(self, text, location, chain, already)
+
+    def semantic_findings(self, text: str, location: str, chain: tuple[str, ...]) -> list[Finding]:
+        hook = _semantic_hook()
+        if hook is None or not self.config.detection.semantic.enabled:
+            return []
+        return hook(self, text, location, chain)
 
     def inspect_fields(self, fields: list[tuple[str, str]], *, direction: str | None = "outbound",
                        join_label: str = "joined") -> list[Finding]:
@@ -260,6 +270,14 @@ def _plugin(kind: str) -> Callable[[Inspector, Any], list[Finding]]:
         except (ImportError, AttributeError) as exc:
             raise ScanInputError(f"kind {kind} is not available in this build ({exc})") from None
     return _plugins[kind]
+
+
+def _semantic_hook() -> Callable[..., list[Finding]] | None:
+    try:
+        from vallum.detection.semantic import semantic_findings
+    except ImportError:
+        return None
+    return semantic_findings
 
 
 def _entropy_hook() -> Callable[..., list[Finding]] | None:

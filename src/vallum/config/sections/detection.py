@@ -27,8 +27,9 @@ class SemanticSettings(Section):
     """The optional `ml` extra's injection classifier."""
 
     enabled: bool = True
-    warn_threshold: float = Field(0.5, ge=0.0, le=1.0)
-    block_threshold: float = Field(0.85, ge=0.0, le=1.0)
+    #: None = the calibrated thresholds shipped with the classifier head
+    warn_threshold: float | None = Field(None, ge=0.0, le=1.0)
+    block_threshold: float | None = Field(None, ge=0.0, le=1.0)
 
 
 class DetectionConfig(Section):
