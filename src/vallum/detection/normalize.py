@@ -58,7 +58,9 @@ _NTE = rb"(?:[^a-z0-9@$]|$)"
 _SPACED_GATE = b"|".join(
     _NT + _T + re.escape(bytes([s])) + _T + re.escape(bytes([s])) + _T + _NTE for s in _SEPARATORS.encode()
 )
-_SCOUT = PatternScout({"leet": _LEET_ADJ, "spaced": _SPACED_GATE}, located={"leet": _LEET_ADJ})
+_SCOUT_PATTERNS = {"leet": _LEET_ADJ, "spaced": _SPACED_GATE}
+_SCOUT_LOCATED = {"leet": _LEET_ADJ}
+_SCOUT = PatternScout(_SCOUT_PATTERNS, located=_SCOUT_LOCATED)
 
 _LEET_ADJ_STR = re.compile(_LEET_ADJ.decode())
 _SPACED_RE = re.compile(
@@ -79,12 +81,10 @@ def normalize_for_matching(text: str) -> str:
                 s2 = _SPACED_RE.sub(_rejoin, s)
                 rejoined = s2 != s
                 s = s2
-            if "leet" in found:
-                if rejoined:
-                    anchors = [m.start() for m in _LEET_ADJ_STR.finditer(s)]
-                else:
-                    anchors = [e - 1 for e in _SCOUT.ends("leet", data)]
-                s = _fold_leet(s, anchors)
+            if rejoined:
+                s = _fold_leet(s, [m.start() for m in _LEET_ADJ_STR.finditer(s)])
+            elif "leet" in found:
+                s = _fold_leet(s, [e - 1 for e in _SCOUT.ends("leet", data)])
     else:
         s = _normalize_unicode(text)
         if _SPACED_RE.search(s):
@@ -146,6 +146,9 @@ def _fold_token(token: str, after: str) -> str:
         return token  # $HOME, $100
     if not any("a" <= c <= "z" for c in token) or _NUMBER_WITH_UNIT.match(token):
         return token
+    stem = token.rstrip("0123456789")
+    if stem != token and stem.isalpha() and (len(token) - len(stem) >= 2 or len(stem) <= 3):
+        return token  # a name with a version or number: utf8, mp4, ipv4, win10
     folded = token.translate(_LEET)
     return folded if folded.isalpha() else token
 
@@ -309,6 +312,8 @@ def hidden_payloads(text: str) -> list[str]:
         return []
     out: list[str] = []
     for m in _TAG_RUN.finditer(text):
+        if m.group(0).endswith("\U000e007f") and text[max(0, m.start() - 1):m.start()] == "\U0001f3f4":
+            continue  # an emoji subdivision flag (🏴 + region tags + cancel tag), not a message
         hidden = "".join(chr(ord(c) - 0xE0000) for c in m.group(0) if 0xE0020 <= ord(c) <= 0xE007E)
         if hidden.strip():
             out.append(hidden)
