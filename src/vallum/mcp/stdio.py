@@ -20,6 +20,8 @@ from vallum.mcp.session import McpSession, Outcome
 
 #: seconds the server may take to exit after its stdin closed, before it is terminated
 EXIT_GRACE = 5.0
+#: seconds requests in flight may still take to be answered after the client closed its stdin
+PENDING_GRACE = 30.0
 
 
 class LineWriter:
@@ -125,7 +127,7 @@ async def wrap_stdio(cmd: list[str], session: McpSession, *, client_in: asyncio.
         try:
             await read_lines(client_in, from_client, oversize("client"))
             # the client stopped writing but may still read: let requests in flight be answered
-            deadline = time.monotonic() + EXIT_GRACE
+            deadline = time.monotonic() + PENDING_GRACE
             while session.pending and time.monotonic() < deadline and not server_task.done():
                 await asyncio.sleep(0.01)
         finally:
