@@ -57,8 +57,7 @@ _ROT13_KEYS = {f"rot13_{w}": codecs.encode(w, "rot13").encode() for w in _ROT13_
 
 # PatternScout compiles `re` and Hyperscan from the same text (no flags), so the ROT13 words are
 # matched case-insensitively through character classes.
-_SCOUT = PatternScout(
-    {
+_SCOUT_PATTERNS = {
         "url": rb"%[0-9a-fA-F]{2}",
         "json": rb"\\u[0-9a-fA-F]{4}",
         "entity": rb"&(?:#[0-9]{1,7}|#[xX][0-9a-fA-F]{1,6}|[a-zA-Z][a-zA-Z0-9]{1,31});",
@@ -66,9 +65,9 @@ _SCOUT = PatternScout(
         "xhex": rb"(?:\\x[0-9a-fA-F]{2}){4}",
         "0xhex": rb"(?:0[xX][0-9a-fA-F]{2}[\s,]*){4}",
         "sephex": rb"(?:[0-9a-fA-F]{2}[: ]){5}[0-9a-fA-F]{2}",
-        **{k: b"".join(b"[%c%c]" % (c, c - 32) for c in v) for k, v in _ROT13_KEYS.items()},
-    }
-)
+    **{k: b"".join(b"[%c%c]" % (c, c - 32) for c in v) for k, v in _ROT13_KEYS.items()},
+}
+_SCOUT = PatternScout(_SCOUT_PATTERNS)
 
 # byte classes: base64 alphabet → "A", padding stays "=", line breaks stay, the rest → space
 _CLASS = bytearray(b" " * 256)
@@ -85,7 +84,10 @@ _B32 = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567=")
 _XHEX_RE = re.compile(r"(?:\\x[0-9a-fA-F]{2}){4,}")
 _0XHEX_RE = re.compile(r"(?:0[xX][0-9a-fA-F]{2}[\s,]*){4,}")
 _SEPHEX_RE = re.compile(r"[0-9a-fA-F]{2}(?:([: ])[0-9a-fA-F]{2})(?:\1[0-9a-fA-F]{2}){4,}")
-_JSON_ESC = re.compile(r"\\u([dD][89abAB][0-9a-fA-F]{2})\\u([dD][c-fC-F][0-9a-fA-F]{2})|\\u([0-9a-fA-F]{4})")
+_JSON_ESC = re.compile(
+    r"\\u([dD][89abAB][0-9a-fA-F]{2})\\u([dD][c-fC-F][0-9a-fA-F]{2})|\\u([0-9a-fA-F]{4})|\\([\"\\/bfnrt])"
+)
+_JSON_SIMPLE = {'"': '"', "\\": "\\", "/": "/", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t"}
 _QP_ESC = re.compile(r"=[0-9A-F]{2}")
 
 
@@ -272,6 +274,8 @@ def _mostly_printable(text: str) -> bool:
 
 
 def _json_char(m: re.Match[str]) -> str:
+    if m.group(4) is not None:
+        return _JSON_SIMPLE[m.group(4)]
     if m.group(3) is not None:
         cp = int(m.group(3), 16)
         return "\ufffd" if 0xD800 <= cp <= 0xDFFF else chr(cp)
