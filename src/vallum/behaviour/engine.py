@@ -14,6 +14,7 @@ In-process use (the proxies):
 
 from __future__ import annotations
 
+import re
 import threading
 from collections import deque
 from collections.abc import Iterable
@@ -31,6 +32,8 @@ SWEEP_EVERY_S = 60.0
 #: at most this many users are considered when following links from one device / key / IP
 MAX_LINK_FANOUT = 200
 NO_SWITCH = 1e12
+#: a user-agent fingerprint shared by more accounts than this does not link them
+MAX_WEAK_DEVICE_SHARE = 5
 #: the kinds of links recorded between a user and its identifiers
 USER_LINKS = ("ip", "net", "asn", "device", "api_key", "session", "conversation", "agent", "email_domain")
 #: identifiers owned by a user: a manual override of the user propagates to them
@@ -179,6 +182,9 @@ class RiskEngine:
             self.ruleset = ruleset
             self._features_by_type: dict[str, list[FeatureDef]] = {}
             self._features_any: list[FeatureDef] = [f for f in ruleset.features if not f.on]
+            self._feature_defs: dict[str, dict[str, FeatureDef]] = {}
+            for f in ruleset.features:
+                self._feature_defs.setdefault(f.entity, {})[f.name] = f
             for f in ruleset.features:
                 for t in f.on:
                     self._features_by_type.setdefault(t, []).append(f)
@@ -194,7 +200,7 @@ class RiskEngine:
                 continue
             for t in r.on:
                 self._rules_by_type.setdefault(t, []).append(r)
-        self._uses_cache: dict[str, tuple[list[Rule], frozenset[str]]] = {}
+        self._uses_cache: dict[str, tuple[list[Rule], frozenset[str], dict[str, frozenset[str] | None]]] = {}
 
     def _rule_on(self, r: Rule) -> bool:
         return r.enabled and r.id not in self.disabled
@@ -214,14 +220,29 @@ class RiskEngine:
     def problems(self) -> list[RuleProblem]:
         return list(self.ruleset.problems)
 
-    def _rules_for(self, etype: str) -> tuple[list[Rule], frozenset[str]]:
+    def _rules_for(self, etype: str) -> tuple[list[Rule], frozenset[str], dict[str, frozenset[str] | None]]:
+        """Rules for an event type, the top-level names they use, and per entity kind the attributes."""
         cached = self._uses_cache.get(etype)
         if cached is None:
             rules = self._rules_by_type.get(etype, []) + self._rules_any
             uses: set[str] = set()
+            attrs: dict[str, set[str] | None] = {}
             for r in rules:
                 uses |= r.uses
-            cached = (rules, frozenset(uses))
+                texts = [r.when, *r.evidence]
+                for kind in r.uses:
+                    if kind in ("event", "first", "signals", "cohort"):
+                        continue
+                    found = attrs.setdefault(kind, set())
+                    for t in texts:
+                        for m in re.finditer(rf"(?<![\w.]){re.escape(kind)}\s*(\.\s*(\w+)|\[)", t):
+                            if m.group(2) is None or found is None:
+                                attrs[kind] = None  # indexed dynamically: build the whole map
+                                found = None
+                                break
+                            found.add(m.group(2))
+            frozen = {k: (frozenset(v) if v is not None else None) for k, v in attrs.items()}
+            cached = (rules, frozenset(uses), frozen)
             self._uses_cache[etype] = cached
         return cached
 
@@ -291,6 +312,10 @@ class RiskEngine:
             dev = classify_user_agent(ev.user_agent, ev.accept_language or "")
             base["device"] = dev.to_dict()
             ids["device"] = dev.id
+        strong_dev = attrs.get("device_id")
+        if isinstance(strong_dev, str) and strong_dev:
+            base.setdefault("device", {"client": "unknown", "kind": "unknown", "os": "", "major": ""})
+            base["device"]["id"] = ids["device"] = "app:" + strong_dev[:200]
         em = email_domain(attrs.get("email")) or (
             email_domain(attrs.get("new_value")) if ev.type == "account.email_change" else None)
         if em is None and ev.user and "@" in ev.user:
@@ -419,19 +444,24 @@ class RiskEngine:
         self._update_features(ev.type, base, states, ts, now, plan)
 
         # rules
-        rules, uses = self._rules_for(ev.type)
+        rules, uses, attr_uses = self._rules_for(ev.type)
         if not rules:
             return
-        act: dict[str, Any] = {"event": event_map, "first": first, "signals": signals,
-                               "cohort": self._cohort_map(plan, now)}
+        act: dict[str, Any] = {"event": event_map, "first": first, "signals": signals}
+        if "cohort" in uses:
+            act["cohort"] = self._cohort_map(plan, now)
         for kind in uses:
             if kind in act:
                 continue
             st = states.get(kind)
-            act[kind] = self._entity_map(st, base.get(kind), now) if st is not None else {}
+            if st is not None:
+                act[kind] = self._entity_map(st, base.get(kind), now, attr_uses.get(kind))
+        present = act.keys()
         env_act = cel_env().Activation(act)
         touched: set[tuple[str, str]] = set()
         for rule in rules:
+            if not rule.needs <= present:
+                continue  # the rule is about an entity this event does not carry
             try:
                 val = rule.expr.eval(env_act)
                 out = val.value()
@@ -514,13 +544,16 @@ class RiskEngine:
         todo = (feats or []) + self._features_any if self._features_any else feats
         if not todo:
             return
+        base_act = None
         for f in todo:
             st = states.get(f.entity)
             if st is None:
                 continue
             if f.when_expr is not None:
+                if base_act is None:
+                    base_act = cel_env().Activation(base)
                 try:
-                    ok = f.when_expr.eval(data=base).value()
+                    ok = f.when_expr.eval(base_act).value()
                 except Exception:
                     ok = False
                 if ok is not True:
@@ -602,27 +635,35 @@ class RiskEngine:
                 out[name] = {"p50": res.pct(50), "p90": res.pct(90), "p99": res.pct(99), "n": float(len(res))}
         return out
 
-    def _entity_map(self, st: EntityState, info: dict[str, Any] | None, now: float) -> dict[str, Any]:
+    def _entity_map(self, st: EntityState, info: dict[str, Any] | None, now: float,
+                    wanted: frozenset[str] | None = None) -> dict[str, Any]:
+        """The CEL map of an entity: enrichment info, built-in values and features.
+
+        With `wanted`, only those names are computed (the rules of this event type use no others).
+        """
         m: dict[str, Any] = dict(info) if info else {}
-        m["id"] = st.id
-        m["events"] = float(st.events)
-        m["age_s"] = now - st.first_seen
-        m["idle_s"] = st.last_seen - st.prev_last_seen
-        m["score"] = self._score_now(st)
-        for k, ids in st.links.items():
-            m["n_" + k + "s"] = float(len(ids))
-        for k in ("user", "ip", "device", "api_key", "session", "conversation", "net", "asn", "agent"):
-            m.setdefault("n_" + k + "s", 0.0)
-        for k, vals in st.seen.items():
-            m["n_seen_" + k] = float(len(vals))
-        if st.kind == "user":
-            m["plan"] = st.attrs.get("plan", "default")
-            linked, flagged = self._linked_users(st)
-            m["linked_users"] = float(len(linked))
-            m["linked_flagged"] = float(flagged)
-        for f in self.ruleset.features:
-            if f.entity == st.kind:
-                m[f.name] = self._feature_value(f, st.feats.get(f.name), now)
+        feats = self._feature_defs.get(st.kind, {})
+        names = wanted if wanted is not None else (set(_BUILTINS) | set(feats) | {
+            "n_" + k + "s" for k in st.links} | {"n_seen_" + k for k in st.seen} | {
+            "n_users", "n_ips", "n_devices", "n_api_keys", "n_sessions", "n_conversations", "n_nets", "n_asns",
+            "n_agents"})
+        for name in names:
+            if name in m:
+                continue
+            f = feats.get(name)
+            if f is not None:
+                m[name] = self._feature_value(f, st.feats.get(name), now)
+                continue
+            fn = _BUILTINS.get(name)
+            if fn is not None:
+                v = fn(self, st, now)
+                if v is not None:
+                    m[name] = v
+                continue
+            if name.startswith("n_seen_"):
+                m[name] = float(len(st.seen.get(name[7:], ())))
+            elif name.startswith("n_") and name.endswith("s"):
+                m[name] = float(len(st.links.get(name[2:-1], ())))
         return m
 
     def _linked_users(self, st: EntityState) -> tuple[set[str], int]:
@@ -634,7 +675,10 @@ class RiskEngine:
                 if other is None:
                     continue
                 users = other.links.get("user", ())
-                if len(users) > MAX_LINK_FANOUT:
+                # a user-agent fingerprint shared by many accounts is a popular browser, not a farm;
+                # app-supplied device ids and API keys are strong links
+                limit = MAX_LINK_FANOUT if kind == "api_key" or did.startswith("app:") else MAX_WEAK_DEVICE_SHARE
+                if len(users) > limit:
                     continue
                 out.update(users)
         out.discard(st.id)
@@ -831,3 +875,29 @@ class RiskEngine:
                     out.append(d)
             out.sort(key=lambda d: (-d.score, d.entity_type, d.entity_id))
             return out[:limit]
+
+
+def _b_plan(eng: RiskEngine, st: EntityState, now: float) -> Any:
+    return st.attrs.get("plan", "default") if st.kind == "user" else None
+
+
+def _b_linked_users(eng: RiskEngine, st: EntityState, now: float) -> Any:
+    return float(len(eng._linked_users(st)[0])) if st.kind == "user" else None
+
+
+def _b_linked_flagged(eng: RiskEngine, st: EntityState, now: float) -> Any:
+    return float(eng._linked_users(st)[1]) if st.kind == "user" else None
+
+
+#: built-in values of every entity map (besides features, `n_<kind>s` link counts, `n_seen_<what>`)
+_BUILTINS: dict[str, Any] = {
+    "id": lambda eng, st, now: st.id,
+    "events": lambda eng, st, now: float(st.events),
+    "age_s": lambda eng, st, now: now - st.first_seen,
+    "idle_s": lambda eng, st, now: st.last_seen - st.prev_last_seen,
+    "score": lambda eng, st, now: eng._score_now(st),
+    "action": lambda eng, st, now: st.decision_action,
+    "plan": _b_plan,
+    "linked_users": _b_linked_users,
+    "linked_flagged": _b_linked_flagged,
+}

@@ -42,7 +42,7 @@ _BOT = re.compile(r"bot|crawler|spider|headless|phantomjs|selenium|puppeteer|pla
 class DeviceInfo:
     """What a user agent (plus language) says about the client."""
 
-    #: a stable id for the device fingerprint (UA family/major + OS + language)
+    #: a stable id for the device fingerprint (full user agent + language)
     id: str
     #: browser / SDK family, e.g. "Chrome", "openai-python", "curl"
     client: str
@@ -85,7 +85,9 @@ def classify_user_agent(user_agent: str, language: str = "") -> DeviceInfo:
                     kind = "mobile"
                 else:
                     kind = "browser"
-    basis = f"{client}|{major}|{os_name}|{lang}"
+    # a weak fingerprint: the full user agent and language (apps that know a real device id send
+    # attrs.device_id, which the engine prefers)
+    basis = f"{ua}|{lang}"
     did = "d_" + hashlib.sha256(basis.encode()).hexdigest()[:16]
     return DeviceInfo(id=did, client=client, kind=kind, os=os_name, major=major)
 

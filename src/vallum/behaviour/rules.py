@@ -122,6 +122,8 @@ class Rule:
     evidence_exprs: list[tuple[str, Any]] = field(default_factory=list)
     #: top-level names the expression (and evidence) use, to build only what is needed
     uses: frozenset[str] = frozenset()
+    #: entity kinds the condition reads: the rule is skipped for events without one of them
+    needs: frozenset[str] = frozenset()
 
     def to_dict(self) -> dict[str, Any]:
         return {"id": self.id, "description": self.description, "when": self.when, "scope": self.scope,
@@ -342,6 +344,8 @@ def _parse_rule(d: Any, source: str, problems: list[RuleProblem]) -> Rule | None
         except CelCompileError as exc:
             problems.append(RuleProblem(source, item, f"evidence {ev!r}: {exc.message}", exc.line, exc.column))
     rule.uses = names_used(when, *evidence)
+    rule.needs = frozenset(k for k in names_used(when) if k in ENTITY_KINDS and k not in ("plan", "global")) | (
+        frozenset([scope]) if scope in ENTITY_KINDS else frozenset())
     for ex in d.get("examples", []) or []:
         parsed = _parse_example(ex, item, source, problems)
         if parsed:

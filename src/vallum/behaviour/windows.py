@@ -205,9 +205,12 @@ class Ewma:
             self.mean = x
             return
         diff = x - self.mean
-        incr = self.alpha * diff
+        # warm-up: a plain running mean until 1/alpha values are in, so the first value does not
+        # dominate a slow average for hundreds of samples
+        alpha = max(self.alpha, 1.0 / self.n)
+        incr = alpha * diff
         self.mean += incr
-        self.var = (1 - self.alpha) * (self.var + diff * incr)
+        self.var = (1 - alpha) * (self.var + diff * incr)
 
     def zscore(self, x: float) -> float:
         if self.n < 2:
