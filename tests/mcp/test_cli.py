@@ -185,3 +185,45 @@ def test_cli_argument_errors(tmp_path: Path) -> None:
     bad.write_text("mcp:\n  tool_policy:\n    - tool: x\n      actoin: block\n")
     r = runner.invoke(app, ["mcp", "pins", "--config", str(bad)])
     assert r.exit_code == 2
+
+
+def test_serve_and_bridge_commands_end_to_end(tmp_path: Path) -> None:
+    """`vallum mcp serve -- CMD` (HTTP in front of stdio) reached through `vallum mcp bridge`."""
+    import contextlib
+    import socket
+    import time
+
+    from mcp.client.stdio import StdioServerParameters
+    from mcp_harness import free_port
+
+    cfg = tmp_path / "vallum.yaml"
+    cfg.write_text(f"data_dir: {tmp_path / 'data'}\n")
+    port = free_port()
+    serve = subprocess.Popen([VALLUM, "mcp", "serve", "--config", str(cfg), "--listen", f"127.0.0.1:{port}",
+                              "--name", "served", "--", PY, str(SERVER)], env=_env(),
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+                break
+            time.sleep(0.2)
+        params = StdioServerParameters(command=VALLUM, args=[
+            "mcp", "bridge", "--config", str(cfg), "--name", "bridged", "--upstream",
+            f"http://127.0.0.1:{port}/mcp", "--header", "X-Trace: e2e"], env=_env())
+
+        async def main() -> tuple[Any, Any]:
+            async with Client(params) as c:
+                ok = await c.call_tool("echo", {"text": "through two proxies"})
+                bad = await c.call_tool("read_file", {"path": "/home/me/.aws/credentials"})
+                return ok, bad
+
+        ok, bad = anyio.run(main)
+        assert ok.is_error is False and ok.content[0].text == "through two proxies"
+        assert bad.is_error is True and "credential file" in bad.content[0].text
+    finally:
+        serve.terminate()
+        serve.wait(20)
+    pins = FilePinStore(tmp_path / "data" / "mcp" / "pins")
+    assert set(pins.servers()) == {"bridged", "served"}  # each proxy pinned what it saw
+    assert "echo" in pins.state("served")["tools"] and "echo" in pins.state("bridged")["tools"]
