@@ -27,6 +27,7 @@ from vallum.decisions import MemorySink
 from vallum.egress.server import EgressProxy
 from vallum.egress.tlsca import CertificateAuthority, init_ca
 
+
 def _install_interim_detectors() -> None:
     """Until `vallum.detection.http` / `.html` land, give the tests minimal stand-ins with the same
     signatures (installed only when the real module cannot be imported)."""
@@ -36,7 +37,7 @@ def _install_interim_detectors() -> None:
     import zlib
 
     try:
-        import vallum.detection.http  # noqa: F401
+        import vallum.detection.http
     except ImportError:
         m = types.ModuleType("vallum.detection.http")
 
@@ -162,7 +163,7 @@ class Upstream:
                         req = ev
                     elif isinstance(ev, h11.Data):
                         body += ev.data
-                    elif isinstance(ev, h11.EndOfMessage) or isinstance(ev, h11.ConnectionClosed):
+                    elif isinstance(ev, h11.EndOfMessage | h11.ConnectionClosed):
                         break
                 if req is None:
                     return

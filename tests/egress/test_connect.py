@@ -11,7 +11,6 @@ import subprocess
 
 import httpx
 import pytest
-
 from egress_support import (
     INJECTION,
     SECRET,
@@ -21,6 +20,7 @@ from egress_support import (
     ca_file,
     route,
 )
+
 from vallum.egress.tlsca import init_ca
 
 HOST = "upstream.example.com"
@@ -156,9 +156,9 @@ def test_interception_presents_proxy_ca_and_passthrough_is_spliced(harness, tls_
     cfg = {"egress": {"tls": {"intercept": True, "ca_dir": str(proxy_ca), "upstream_ca_file": str(ca_file(test_ca))}}}
     p = harness.proxy(cfg, resolver=resolver, connector=RefusingConnector())
     # a client that trusts only the upstream's CA sees the proxy's certificate: refused
-    with httpx.Client(proxy=f"http://127.0.0.1:{p.port}", verify=trusting(ca_file(test_ca)), trust_env=False) as c:
-        with pytest.raises(httpx.ConnectError):
-            c.get(f"https://{HOST}:{tls_upstream.port}/hello")
+    with httpx.Client(proxy=f"http://127.0.0.1:{p.port}", verify=trusting(ca_file(test_ca)), trust_env=False) as c, \
+            pytest.raises(httpx.ConnectError):
+        c.get(f"https://{HOST}:{tls_upstream.port}/hello")
     cfg["egress"]["tls"]["passthrough"] = ["*.example.com"]
     p2 = harness.proxy(cfg, resolver=resolver, connector=RefusingConnector())
     with httpx.Client(proxy=f"http://127.0.0.1:{p2.port}", verify=trusting(ca_file(test_ca)), trust_env=False) as c:

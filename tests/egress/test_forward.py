@@ -8,7 +8,6 @@ import os
 import subprocess
 
 import httpx
-
 from egress_support import SECRET, block_json, gz, route
 
 

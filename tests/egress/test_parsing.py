@@ -9,10 +9,10 @@ import struct
 import time
 
 import pytest
+from egress_support import FakeResolver, RefusingConnector, raw_request
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from egress_support import FakeResolver, RefusingConnector, raw_request
 from vallum.egress.flow import TargetError, parse_absolute_url, parse_authority
 from vallum.egress.limits import InMemoryRateLimiter
 from vallum.egress.sni import ClientHelloError, parse_client_hello

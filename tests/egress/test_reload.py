@@ -16,8 +16,8 @@ from pathlib import Path
 
 import httpx
 import yaml
-
 from egress_support import INJECTION, SECRET, route
+
 from vallum.config import parse_config
 from vallum.egress.reload import weakenings
 

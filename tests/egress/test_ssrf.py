@@ -8,7 +8,6 @@ import json
 
 import httpx
 import pytest
-
 from egress_support import FakeResolver, RefusingConnector, block_json, raw_request
 
 

@@ -22,8 +22,8 @@ import signal
 import ssl
 import time
 from collections.abc import Callable
-from http import HTTPStatus
 from dataclasses import dataclass
+from http import HTTPStatus
 from pathlib import Path
 from urllib.parse import parse_qs, urljoin, urlsplit
 
@@ -152,7 +152,7 @@ class EgressProxy:
         self.config_path = Path(config_path) if config_path else None
         self.clock = clock
         self.pool = UpstreamPool(self.connector, self.state.config.egress.upstream_pool_size)
-        self._server: asyncio.AbstractServer | None = None
+        self._server: asyncio.Server | None = None
         self._conns: set[asyncio.Task[None]] = set()
         self._streams: set[ByteStream] = set()
         self._watch: asyncio.Task[None] | None = None
@@ -530,7 +530,8 @@ class EgressProxy:
         body = await self._read_body(conn, stream, req, state)
         if body is None:
             f = policy.protocol_finding(insp, "egress.body_too_large",
-                                        f"request body over egress.max_body_bytes ({state.config.egress.max_body_bytes})"
+                                        "request body over egress.max_body_bytes "
+                                        f"({state.config.egress.max_body_bytes})"
                                         "; not inspected")
             f = Finding(rule=f.rule, category=f.category, severity=f.severity, action=Action.BLOCK,
                         message=f.message, location="request.body")
@@ -672,8 +673,9 @@ class EgressProxy:
                 return await self._fail(conn, stream, flow, state, "vallum.sink_refused",
                                         "the decision could not be recorded; blocked (fail closed)",
                                         status=403, direction="response")
+            out_headers = self._client_headers(resp, warned or action is Action.WARN)
             events: list[h11.Event] = [h11.Response(status_code=resp.status_code, reason=resp.reason,
-                                                    headers=self._client_headers(resp, warned or action is Action.WARN))]
+                                                    headers=out_headers)]
             if rbody:
                 events.append(h11.Data(data=rbody))
             events.append(h11.EndOfMessage())
@@ -706,7 +708,8 @@ class EgressProxy:
             f = policy.primary(findings)
             self.stats["blocked"] += 1
             self._emit(flow.record(Action.BLOCK, direction="response", findings=seen + findings, reason=reason))
-            event = b"event: vallum.block\ndata: " + policy.block_body(flow.id, f, message=reason or "blocked") + b"\n\n"
+            payload = policy.block_body(flow.id, f, message=reason or "blocked")
+            event = b"event: vallum.block\ndata: " + payload + b"\n\n"
             await self._write(conn, stream, h11.Data(data=event), h11.EndOfMessage())
             return False
 

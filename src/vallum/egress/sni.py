@@ -11,7 +11,8 @@ import re
 from dataclasses import dataclass
 
 #: a DNS host name as it may appear in SNI (RFC 6066: no IP literals, no trailing dot)
-_HOSTNAME = re.compile(r"^(?=.{1,253}$)([a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?)(\.[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?)*$")
+_LABEL = r"[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?"
+_HOSTNAME = re.compile(rf"^(?=.{{1,253}}$)({_LABEL})(\.{_LABEL})*$")
 
 _RECORD_HANDSHAKE = 0x16
 _HANDSHAKE_CLIENT_HELLO = 0x01
