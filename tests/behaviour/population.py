@@ -111,7 +111,7 @@ def _where(p: Person, t: float) -> tuple[str, str]:
     return ip, country
 
 
-def generate(days: int = 14, n_users: int = 250, seed: int = 7) -> list[Event]:
+def generate(days: int = 14, n_users: int = 200, seed: int = 7) -> list[Event]:
     """Benign events for `n_users` over `days`, sorted by time. Deterministic for a seed."""
     rng = random.Random(seed)
     people = make_people(rng, n_users)
@@ -140,7 +140,7 @@ def generate(days: int = 14, n_users: int = 250, seed: int = 7) -> list[Event]:
             day0 = START + day * 86400
             if day0 + 86400 < reg_time[p.user]:
                 continue
-            if p.kind != "heavy" and rng.random() < 0.35:
+            if p.kind != "heavy" and rng.random() < 0.5:
                 continue  # not every day
             n_sessions = 1 if p.kind not in ("heavy", "office") else rng.randint(1, 3)
             for s in range(n_sessions):

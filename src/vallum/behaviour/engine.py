@@ -456,7 +456,7 @@ class RiskEngine:
             st = states.get(kind)
             if st is not None:
                 act[kind] = self._entity_map(st, base.get(kind), now, attr_uses.get(kind))
-        present = act.keys()
+        present = states.keys()
         env_act = cel_env().Activation(act)
         touched: set[tuple[str, str]] = set()
         for rule in rules:

@@ -193,8 +193,7 @@ def compile_cel(expression: str) -> Any:
         text = str(exc)
         m = _POS.search(text)
         if m:
-            # CEL reports 0-based columns
-            raise CelCompileError(m.group(3).strip(), int(m.group(1)), int(m.group(2)) + 1) from None
+            raise CelCompileError(m.group(3).strip(), int(m.group(1)), int(m.group(2))) from None
         raise CelCompileError(text.split("\n")[0], None, None) from None
 
 
