@@ -170,3 +170,13 @@ def test_fingerprint_format_and_diff() -> None:
     assert fp.startswith("sha256:") and len(fp) == 71
     new = {"name": "a", "title": "A", "inputSchema": {"properties": {"x": {"type": "integer"}}}}
     assert tool_diff(t, new) == ["~ inputSchema.properties.x.type: string → integer", "+ title: A"]
+
+
+@FAST
+@given(st.one_of(st.integers(), st.text(max_size=12), st.none()))
+def test_id_keys_round_trip_and_keep_types_apart(rid: Any) -> None:
+    from vallum.mcp.session import id_from_key, id_key
+
+    assert id_from_key(id_key(rid)) == rid
+    if isinstance(rid, int):
+        assert id_key(rid) != id_key(str(rid))

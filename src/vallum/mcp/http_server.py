@@ -29,7 +29,7 @@ from vallum.decisions import Principal
 from vallum.mcp import jsonrpc
 from vallum.mcp.http_upstream import HOP_HEADERS, HttpUpstream
 from vallum.mcp.jsonrpc import BLOCKED_CODE, as_dict
-from vallum.mcp.session import McpSession, ServerContext, id_key
+from vallum.mcp.session import McpSession, ServerContext, id_from_key, id_key
 from vallum.mcp.stdio import exit_status, read_lines
 
 _END = object()
@@ -152,7 +152,7 @@ class StdioMux:
             elif method == "notifications/cancelled" and params is not None:
                 for k, (d, orig) in self.id_map.items():
                     if d is ds and orig == params.get("requestId"):
-                        obj = {**obj, "params": {**params, "requestId": json.loads(k)}}
+                        obj = {**obj, "params": {**params, "requestId": id_from_key(k)}}
                         break
         await self._write(obj)
 

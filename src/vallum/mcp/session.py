@@ -53,7 +53,21 @@ def is_modern(params: dict[str, Any]) -> bool:
 
 def id_key(rid: Any) -> str:
     """A dict key for a JSON-RPC id that keeps 1 and "1" apart."""
-    return json.dumps(rid)
+    if isinstance(rid, str):
+        return "s:" + rid
+    if isinstance(rid, int) and not isinstance(rid, bool):
+        return f"i:{rid}"
+    return "j:" + json.dumps(rid)
+
+
+def id_from_key(key: str) -> Any:
+    """The JSON-RPC id an `id_key` was made from."""
+    kind, value = key[:2], key[2:]
+    if kind == "s:":
+        return value
+    if kind == "i:":
+        return int(value)
+    return json.loads(value)
 
 
 @dataclass(slots=True)
