@@ -276,3 +276,17 @@ def test_batches_are_judged_message_by_message(inspector: Any) -> None:
     out = s.client_message(batch, 0)
     assert [json.loads(b)["id"] for b in out.to_server] == [1]
     assert [json.loads(b)["id"] for b in out.to_client] == [2]
+
+
+def test_config_rejects_a_regex_that_cannot_compile() -> None:
+    import pytest
+
+    from vallum.config import ConfigError, parse_config
+
+    with pytest.raises(ConfigError, match="invalid regex"):
+        parse_config({"mcp": {"tool_policy": [{"tool": "x", "arguments": {"cmd": "(open"}}]}})
+    with pytest.raises(ConfigError, match="unknown key 'actoin'"):
+        parse_config({"mcp": {"tool_policy": [{"tool": "x", "actoin": "block"}]}})
+    with pytest.raises(ConfigError):
+        parse_config({"mcp": {"sequence_rules": [{"id": "s", "first": {"arguments": {"a": "["}},
+                                                  "then": {}}]}})

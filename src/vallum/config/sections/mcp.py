@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from vallum.config.sections.base import Section
 
 PolicyAction = Literal["allow", "warn", "block", "ask", "redirect"]
+
+
+def _check_patterns(value: dict[str, str]) -> dict[str, str]:
+    """Argument regexes must compile: a rule that can never match would fail open."""
+    for name, pattern in value.items():
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            raise ValueError(f"argument {name!r}: invalid regex {pattern!r}: {exc}") from None
+    return value
 
 
 class ToolPolicyRule(Section):
@@ -29,6 +40,8 @@ class ToolPolicyRule(Section):
     message: str = ""
     severity: Literal["info", "low", "medium", "high", "critical"] = "high"
 
+    _patterns = field_validator("arguments")(_check_patterns)
+
 
 class CallMatcher(Section):
     """What a call in a sequence rule must look like (all given conditions hold)."""
@@ -38,6 +51,8 @@ class CallMatcher(Section):
     #: built-in call classes: secret_read (credential file in arguments or a secret in the result),
     #: network_send (a tool that sends data out, or a URL argument)
     kind: Literal["", "secret_read", "network_send"] = ""
+
+    _patterns = field_validator("arguments")(_check_patterns)
 
 
 class SequenceRule(Section):
