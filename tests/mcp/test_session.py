@@ -290,3 +290,23 @@ def test_config_rejects_a_regex_that_cannot_compile() -> None:
     with pytest.raises(ConfigError):
         parse_config({"mcp": {"sequence_rules": [{"id": "s", "first": {"arguments": {"a": "["}},
                                                   "then": {}}]}})
+
+
+def test_internal_errors_fail_closed(inspector: Any, monkeypatch: Any) -> None:
+    from vallum.mcp import session as session_mod
+
+    s = McpSession(make_ctx(inspector))
+    listed(s, TOOLS)
+
+    def boom(*a: Any, **k: Any) -> Any:
+        raise RuntimeError("bug")
+
+    monkeypatch.setattr(session_mod, "argument_findings", boom)
+    out = call(s, 2, "echo", {"text": "x"})
+    assert out.to_server == [] and out.findings[0].rule == "vallum.internal_error"
+    assert json.loads(out.to_client[0])["result"]["isError"] is True
+    monkeypatch.setattr(session_mod, "argument_findings", lambda *a, **k: [])
+    assert call(s, 3, "echo", {"text": "x"}).to_server
+    monkeypatch.setattr(session_mod, "result_findings", boom)
+    out = s.server_message(res(3, {"content": [{"type": "text", "text": "hi"}]}), 0)
+    assert json.loads(out.to_client[0])["result"]["isError"] is True

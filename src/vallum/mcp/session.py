@@ -265,6 +265,8 @@ class McpSession:
         self.history: list[policy.CallFacts] = []
         self.offline = offline
         self.saw_requests = False
+        #: the request whose response is being judged (for fail-closed answers on internal errors)
+        self._answering: PendingRequest | None = None
 
     # ----------------------------------------------------------------- helpers
     def _record(self, now: float, direction: str, findings: list[Finding], *, destination: str | None = None,
@@ -331,7 +333,41 @@ class McpSession:
 
     # ----------------------------------------------------------------- client → server
     def client_message(self, data: bytes | str | Message | Any, now: float) -> Outcome:
-        """A message from the client: forward it, rewrite it, or answer it in the server's place."""
+        """A message from the client: forward it, rewrite it, or answer it in the server's place.
+
+        An internal error blocks the message (fail closed) and answers a request with an error."""
+        try:
+            return self._client_message(data, now)
+        except Exception as exc:
+            return self._internal_error(data, now, exc, "request")
+
+    def server_message(self, data: bytes | str | Message | Any, now: float) -> Outcome:
+        """A message from the server: relay it, filter it, or replace it (fails closed too)."""
+        try:
+            return self._server_message(data, now)
+        except Exception as exc:
+            return self._internal_error(data, now, exc, "response")
+
+    def _internal_error(self, data: Any, now: float, exc: Exception, direction: str) -> Outcome:
+        f = Finding(rule="vallum.internal_error", category="protocol", severity="high", action=Action.BLOCK,
+                    message=f"inspection error ({type(exc).__name__}); blocked (fail closed)")
+        self._record(now, direction, [f], reason=repr(exc)[:200])
+        out = Outcome(findings=[f], action=Action.BLOCK)
+        try:
+            msg = self._parse(data)
+        except Exception:
+            return out
+        if msg.kind == "request":
+            out.to_client.append(self.blocked_reply(msg, [f]))
+        elif msg.kind in ("response", "error"):
+            p = self.pending.pop(id_key(msg.id), None) or self._answering
+            self._answering = None
+            if p is not None:
+                req = Message({"jsonrpc": "2.0", "id": msg.id, "method": p.method, "params": p.params}, "request")
+                out.to_client.append(self.blocked_reply(req, [f]))
+        return out
+
+    def _client_message(self, data: bytes | str | Message | Any, now: float) -> Outcome:
         try:
             msg = self._parse(data)
         except MessageError as exc:
@@ -450,8 +486,7 @@ class McpSession:
         return Outcome(to_server=[msg.encode()], findings=findings, action=action)
 
     # ----------------------------------------------------------------- server → client
-    def server_message(self, data: bytes | str | Message | Any, now: float) -> Outcome:
-        """A message from the server: relay it, filter it, or replace it."""
+    def _server_message(self, data: bytes | str | Message | Any, now: float) -> Outcome:
         try:
             msg = self._parse(data)
         except MessageError as exc:
@@ -479,6 +514,7 @@ class McpSession:
             return Outcome(to_client=[msg.encode()])
         key = id_key(msg.id)
         pending = self.pending.pop(key, None)
+        self._answering = pending
         if pending is None:
             if self.offline and not self.saw_requests:
                 return self._by_shape(msg, now)
