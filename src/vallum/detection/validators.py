@@ -369,6 +369,8 @@ PLACEHOLDER_WORDS = frozenset({
     "hidden", "none", "null", "nil", "undefined", "true", "false", "todo", "fixme", "xxx",
     "default", "admin", "root", "guest", "user", "username", "pass", "insert", "replace", "here",
     "secret_key", "access_key", "notasecret", "notsecret", "your", "my", "enter",
+    # well-known defaults of development images and tutorials
+    "postgres", "mysql", "mariadb", "mongo", "mongodb", "redis", "rabbitmq", "sa", "letmein",
 })
 _PLACEHOLDER_RE = re.compile(
     r"""^(?:
@@ -544,10 +546,15 @@ _ASSIGN_SPLIT = re.compile(r"""["']?\s{0,3}(?::=|=>|=|:)\s{0,3}["'`]?""")
 _NOT_SECRET_KEY = re.compile(
     r"(?:^|[_.-])(?:name|names|id|ids|type|url|uri|endpoint|path|file|ref|arn|version|count|"
     r"limit|length|len|size|expiry|expires|expiration|ttl|header|field|label|prefix|format|"
-    r"hash|digest|salt|policy|reset|hint|rotation|provider|manager|store|env|var|key_id|usage)$"
+    r"hash|digest|salt|policy|reset|hint|rotation|provider|manager|store|env|var|key_id|usage|arn)$"
     r"|(?:page|next|continuation|cursor|sync|pagination|csrf|xsrf|nonce|max|tokens)",
     re.IGNORECASE,
 )
+
+
+def _snake(key: str) -> str:
+    """`SecretId` -> `Secret_Id`, so that name checks see camelCase word boundaries."""
+    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", key)
 
 
 def _split_assignment(match: str) -> tuple[str, str] | None:
@@ -567,7 +574,7 @@ def generic_assignment(value: str) -> bool:
     if parts is None:
         return False
     key, val = parts
-    if _NOT_SECRET_KEY.search(key):
+    if _NOT_SECRET_KEY.search(_snake(key)) or val.startswith(("arn:", "urn:", "projects/")):
         return False
     return generic_secret(val)
 
@@ -579,7 +586,7 @@ def password_assignment(value: str) -> bool:
     if parts is None:
         return False
     key, val = parts
-    if _NOT_SECRET_KEY.search(key) or re.search(r"(?:min|max|length|policy|confirm)", key, re.I):
+    if _NOT_SECRET_KEY.search(_snake(key)) or re.search(r"(?:min|max|length|policy|confirm)", key, re.I):
         return False
     return password_value(val)
 
