@@ -17,6 +17,8 @@ import contextlib
 import ipaddress
 import json
 import logging
+import multiprocessing
+import multiprocessing.process
 import os
 import signal
 import ssl
@@ -1010,16 +1012,46 @@ class EgressProxy:
         return "", []
 
 
+def _worker_main(config: Config, config_path: str | None, listen: str) -> None:
+    """A worker process of a multi-process `vallum proxy` (shares the port with SO_REUSEPORT)."""
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(run_proxy(config, config_path=config_path, listen=listen, workers=1, reuse_port=True))
+
+
 async def run_proxy(config: Config, *, config_path: str | Path | None = None, listen: str | None = None,
-                    sink: DecisionSink | None = None, ready: Callable[[EgressProxy], None] | None = None) -> None:
-    """Run the proxy until SIGINT/SIGTERM; SIGHUP reloads the config file (the CLI's entry point)."""
+                    sink: DecisionSink | None = None, ready: Callable[[EgressProxy], None] | None = None,
+                    workers: int | None = None, reuse_port: bool = False) -> None:
+    """Run the proxy until SIGINT/SIGTERM; SIGHUP reloads the config file (the CLI's entry point).
+
+    With `proxy.workers` > 1 (or 0: one per CPU) the extra workers are separate processes sharing
+    the listening port; SIGHUP is forwarded to them. Decisions of the extra workers go to their
+    own `NullSink` unless they are started by an integrator with a sink of their own.
+    """
+    n = workers if workers is not None else (config.proxy.workers or os.cpu_count() or 1)
     proxy = EgressProxy(config, sink, config_path=config_path)
     host, port = parse_authority(listen or config.proxy.listen)
-    await proxy.start(host, port)
+    await proxy.start(host, port, reuse_port=reuse_port or n > 1)
+    children: list[multiprocessing.process.BaseProcess] = []
+    if n > 1:
+        ctx = multiprocessing.get_context("spawn")
+        addr = f"[{host}]:{proxy.port}" if ":" in host else f"{host}:{proxy.port}"
+        for _ in range(n - 1):
+            child = ctx.Process(target=_worker_main, args=(config, str(config_path) if config_path else None, addr),
+                                daemon=True)
+            child.start()
+            children.append(child)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
+
+    def hup() -> None:
+        proxy.reload_from_file()
+        for c in children:
+            if c.pid is not None:
+                with contextlib.suppress(OSError):
+                    os.kill(c.pid, signal.SIGHUP)
+
     with contextlib.suppress(NotImplementedError, RuntimeError):
-        loop.add_signal_handler(signal.SIGHUP, proxy.reload_from_file)
+        loop.add_signal_handler(signal.SIGHUP, hup)
         loop.add_signal_handler(signal.SIGINT, stop.set)
         loop.add_signal_handler(signal.SIGTERM, stop.set)
     if ready is not None:
@@ -1027,6 +1059,8 @@ async def run_proxy(config: Config, *, config_path: str | Path | None = None, li
     try:
         await stop.wait()
     finally:
+        for c in children:
+            c.terminate()
         await proxy.stop(grace=5.0)
-
-
+        for c in children:
+            c.join(timeout=5)

@@ -9,6 +9,9 @@ from vallum.config.sections.base import Section
 
 class ProxyConfig(Section):
     listen: str = "127.0.0.1:8888"
+    #: processes serving the port together (SO_REUSEPORT; `vallum proxy` only); 0 = one per CPU.
+    #: Each has its own in-memory rate limiter.
+    workers: int = Field(1, ge=0, le=64)
     #: most client connections held at once; more are answered 503 and closed
     max_connections: int = Field(10_000, ge=1)
     #: seconds a client may take to send a complete request head (slowloris defence)
