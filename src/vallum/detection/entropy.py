@@ -56,9 +56,15 @@ _HASH_NAMES = frozenset({"md5", "sha1", "sha224", "sha256", "sha384", "sha512", 
 _SRI_PREFIXES = ("sha1-", "sha256-", "sha384-", "sha512-", "md5-")
 #: base64 openings of harmless binary formats: PNG, JPEG, GIF, WebP, WOFF, WOFF2, TTF, OTF, SVG,
 #: PDF, ZIP, gzip, ICO, BMP, MP4
-_BLOB_MAGIC = ("iVBORw0KGgo", "/9j/", "R0lGOD", "UklGR", "d09GRg", "d09GMg", "AAEAAA", "T1RUTw",
+_BLOB_MAGIC = ("iVBORw0KGg", "/9j/", "R0lGOD", "UklGR", "d09GRg", "d09GMg", "AAEAAA", "T1RUTw",
                "PHN2Zy", "PD94bWwg", "JVBERi0", "UEsDB", "H4sI", "AAABAA", "Qk0", "AAAAIGZ0eXA",
-               "AAAAHGZ0eXA", "AAAAGGZ0eXA")
+               "AAAAHGZ0eXA", "AAAAGGZ0eXA",
+               # SSH public keys (ssh-ed25519, ssh-rsa, ssh-dss, ecdsa-sha2-*, sk-ssh-*)
+               "AAAAC3NzaC1", "AAAAB3NzaC1", "AAAAE2VjZHNh", "AAAAGnNrLXNzaC1", "AAAAInNrLWVjZHNh")
+#: decoders whose output is mostly the input again: entropy there only re-reports (or invents,
+#: when `a=6e…` is read as quoted-printable) what the plain text already showed
+_SKIP_CHAINS = frozenset({"quoted_printable"})
+_CERT_DER = re.compile(r"MII[A-Za-z0-9+/]{3}CCA")  # DER SEQUENCE { SEQUENCE … }: an X.509 certificate
 
 
 class _Gate:
@@ -120,8 +126,9 @@ def is_wordlike(token: str) -> bool:
 
 
 def _threshold(token: str, threshold: float) -> float:
-    # a short random token cannot reach a long one's entropy: cap at ~92% of log2(length)
-    return min(threshold, 0.92 * math.log2(len(token)))
+    # a short random token cannot reach a long one's entropy (at most log2(length) bits/char), so
+    # the threshold is scaled down for tokens whose ~92% of log2(length) is below the default 4.2
+    return threshold * min(1.0, 0.92 * math.log2(len(token)) / 4.2)
 
 
 def _classes(token: str) -> int:
@@ -142,16 +149,18 @@ def harmless_reason(token: str, previous: str = "") -> str | None:
         return "SRI hash"
     if _UUID.fullmatch(bare) or (len(bare) > 36 and _UUID.search(bare) and is_wordlike(_UUID.sub("", bare))):
         return "UUID"
+    if bare.isdigit():
+        return "number"
     if _HEX.fullmatch(bare):
         digits = bare[2:] if bare.startswith("0x") else bare
         if len(digits) in _DIGEST_LENGTHS or len(digits) < 48 or bare.startswith("0x"):
             return "hex digest or id"
-    if bare.isdigit():
-        return "number"
     if _DATE.match(bare):
         return "date"
     if bare.startswith(_BLOB_MAGIC):
         return "base64 file"
+    if _CERT_DER.match(bare):
+        return "certificate"
     if "/" in bare:
         parts = [p for p in bare.split("/") if p]
         if parts and all(len(p) < 16 or is_wordlike(p) for p in parts):
@@ -187,10 +196,17 @@ def high_entropy_tokens(text: str, min_length: int = 20, threshold: float = 4.2)
     out: list[tuple[str, float]] = []
     seen: set[str] = set()
     in_blob = False
+    recent: list[str] = []
     for raw in text.split():
         if in_blob and _B64_LINE.fullmatch(raw):
-            continue  # a continuation line of a base64 image, font or archive
+            continue  # a continuation line of a base64 image, font, archive or certificate
         in_blob = False
+        recent = [*recent[-3:], raw]
+        if raw.endswith("-----") and any(r.startswith("-----BEGIN") for r in recent):
+            # the base64 body of a certificate or public key is public; private keys have rules
+            header = " ".join(recent)
+            in_blob = "PRIVATE" not in header and ("CERTIFICATE" in header or "PUBLIC" in header)
+            continue
         if len(raw) < min_length:
             continue
         if ";base64," in raw or raw.startswith(("data:", "url(data:")):
@@ -235,6 +251,8 @@ def entropy_findings(inspector: Inspector, text: str, location: str, chain: tupl
                      already: list[Finding]) -> list[Finding]:
     """Findings for unexplained high-entropy tokens in `text` (see the module docstring)."""
     settings = inspector.config.detection.entropy
+    if _SKIP_CHAINS.intersection(chain):
+        return []
     tokens = high_entropy_tokens(text, settings.min_length, settings.threshold)
     if not tokens:
         return []
