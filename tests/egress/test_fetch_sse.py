@@ -174,3 +174,13 @@ def test_sse_single_event_injection_blocked_audit_passes(harness):
     data, _, _ = read_stream(audit.port, f"http://127.0.0.1:{up.port}/sse")
     assert dechunk(data.partition(b"\r\n\r\n")[2]) == b"".join(events)
     assert audit.sink.records[-1].action == "warn"
+
+
+def test_fetch_keeps_the_connection_alive(harness):
+    up = harness.upstream({"/page": route(200, "text/plain", "one")})
+    p = harness.proxy()
+    with httpx.Client(trust_env=False) as c:
+        for _ in range(3):
+            r = c.get(f"http://127.0.0.1:{p.port}/fetch", params={"url": f"http://127.0.0.1:{up.port}/page"})
+            assert r.status_code == 200 and r.json()["content"] == "one"
+    assert p.stats["connections"] == 1

@@ -884,6 +884,9 @@ class EgressProxy:
                      state: ProxyState) -> bool:
         insp = state.inspector
         eg = state.config.egress
+        if await self._read_body(conn, stream, req, state) is None:  # (a GET body is read and ignored)
+            await self._send_simple(conn, stream, 400, "request body too large")
+            return False
         query = urlsplit(req.target.decode("latin-1")).query
         urls = parse_qs(query).get("url")
         if not urls or not urls[0]:
