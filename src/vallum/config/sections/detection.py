@@ -24,9 +24,13 @@ class EntropySettings(Section):
 
 
 class SemanticSettings(Section):
-    """The optional `ml` extra's injection classifier."""
+    """The optional `ml` extra's injection classifier.
 
-    enabled: bool = True
+    Off by default even when installed: on hard negatives (security articles that quote attacks)
+    it adds false positives the pattern layer does not have (see docs/semantic.md for the numbers).
+    """
+
+    enabled: bool = False
     #: None = the calibrated thresholds shipped with the classifier head
     warn_threshold: float | None = Field(None, ge=0.0, le=1.0)
     block_threshold: float | None = Field(None, ge=0.0, le=1.0)
