@@ -121,6 +121,8 @@ _BLOCK = frozenset(
         "legend",
     ]
 )
+#: spaces inside <pre>/<textarea> are kept as this private-use character until the text is assembled
+_PRE_SPACE = "\ue000"
 _SIBLING_CLOSERS = frozenset({"li", "option", "tr", "td", "th", "dt", "dd"})
 _DROPPED = frozenset({"script", "style", "head"})  # never readable text (head: except <title>)
 _TEXT_ATTRS = frozenset({"alt", "title", "aria-label", "aria-description", "placeholder", "summary"})
@@ -411,7 +413,7 @@ class _SegmentParser(HTMLParser):
                 root.parts.append(data)
             return
         if self.stack and self.stack[-1].pre:
-            self.visible.append(data)
+            self.visible.append(data.replace(" ", _PRE_SPACE).replace("\t", _PRE_SPACE * 4))
         else:
             self.visible.append(re.sub(r"\s+", " ", data))
 
@@ -495,7 +497,7 @@ def _parse(html: str) -> _SegmentParser:
 
 
 def _readable(parts: list[str]) -> str:
-    lines = [" ".join(line.split()) if "\t" not in line else line.strip() for line in "".join(parts).split("\n")]
+    lines = [" ".join(line.split()).replace(_PRE_SPACE, " ") for line in "".join(parts).split("\n")]
     out: list[str] = []
     blank = False
     for line in lines:
