@@ -299,3 +299,43 @@ def test_missing_detector_module_fails_closed(harness, monkeypatch):
         r = c.get(f"http://127.0.0.1:{up.port}/")
     assert r.status_code == 403 and block_json(r)["rule"] == "vallum.internal_error"
     assert up.requests == []
+
+
+def test_deflate_and_brotli_request_bodies_are_scanned(harness):
+    import zlib
+
+    import brotli
+
+    up = harness.upstream()
+    p = harness.proxy()
+    secret_body = json.dumps({"auth": SECRET}).encode()
+    clean_body = b'{"city": "Porto"}'
+    with client(p) as c:
+        for enc, fn in (("deflate", zlib.compress), ("br", brotli.compress)):
+            bad = c.post(f"http://127.0.0.1:{up.port}/api", content=fn(secret_body),
+                         headers={"content-type": "application/json", "content-encoding": enc})
+            ok = c.post(f"http://127.0.0.1:{up.port}/api", content=fn(clean_body),
+                        headers={"content-type": "application/json", "content-encoding": enc})
+            assert bad.status_code == 403 and block_json(bad)["category"] == "credential", enc
+            assert ok.status_code == 200, (enc, ok.text)
+    assert len(up.requests) == 2
+
+
+def test_principal_hook_names_every_record(harness):
+    from vallum.decisions import Principal
+
+    def who(client_ip, headers):
+        agent = dict((k.lower(), v) for k, v in headers).get(b"x-agent", b"").decode() or None
+        return Principal(agent=agent, ip=client_ip, source="test")
+
+    up = harness.upstream()
+    p = harness.proxy(principal_resolver=who)
+    with client(p) as c:
+        c.get(f"http://127.0.0.1:{up.port}/", headers={"X-Agent": "agent:support"})
+        c.get(f"http://127.0.0.1:{up.port}/?k={SECRET}", headers={"X-Agent": "agent:support"})
+    assert len(p.sink.records) >= 2
+    assert all(r.principal.agent == "agent:support" and r.principal.ip == "127.0.0.1" for r in p.sink.records)
+    default = harness.proxy()
+    with client(default) as c:
+        c.get(f"http://127.0.0.1:{up.port}/")
+    assert default.sink.records[-1].principal.source == "listener"
