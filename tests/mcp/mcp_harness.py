@@ -22,9 +22,6 @@ from typing import Any
 
 import pytest
 
-# Rule compilation with Hyperscan is slow on this machine; results are engine-independent.
-os.environ.setdefault("VALLUM_REGEX_ENGINE", "re")
-
 from vallum.config import Config, parse_config
 from vallum.decisions import MemorySink
 from vallum.detection.model import Mode
@@ -40,7 +37,7 @@ PY = sys.executable
 
 @pytest.fixture(scope="session")
 def inspector() -> Inspector:
-    return Inspector(Config(), engine="re")
+    return Inspector(Config())
 
 
 @pytest.fixture(scope="session")

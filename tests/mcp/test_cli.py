@@ -26,7 +26,7 @@ HONEST = {"name": "echo", "description": "Echo the text back.", "inputSchema": {
 
 
 def _env() -> dict[str, str]:
-    return {**os.environ, "VALLUM_REGEX_ENGINE": "re", "VALLUM_DISABLE_SEMANTIC": "1"}
+    return {**os.environ, "VALLUM_DISABLE_SEMANTIC": "1"}
 
 
 def test_wrap_cli_relays_and_propagates_exit_code(tmp_path: Path) -> None:

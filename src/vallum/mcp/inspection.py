@@ -8,7 +8,6 @@ handler of scan kind `mcp` (INTERFACES §2).
 from __future__ import annotations
 
 import dataclasses
-import json
 import re
 from collections.abc import Iterator
 from typing import Any
@@ -139,7 +138,12 @@ def result_texts(result: Any) -> Iterator[tuple[str, str]]:
                     yield f"result.content[{i}].{key}", item[key]
     sc = result.get("structuredContent")
     if sc is not None:
-        yield "result.structuredContent", json.dumps(sc, ensure_ascii=False)
+        # each string on its own: JSON escaping would hide quotation marks from the rules
+        seen = {t for item in content or [] if isinstance(item, dict) for t in [item.get("text")]
+                if isinstance(t, str)} if isinstance(content, list) else set()
+        for path, text in tool_text_fields(sc, "result.structuredContent"):
+            if not path.endswith("(key)") and text not in seen:
+                yield path, text
 
 
 def _quoted(text: str, evidence: str) -> bool:
