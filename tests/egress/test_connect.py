@@ -194,3 +194,31 @@ def test_tls_init_cli(tmp_path):
     again = subprocess.run([".venv/bin/vallum", "tls", "init", "--config", str(cfg)], capture_output=True,
                            text=True, timeout=60)
     assert again.returncode != 0 and "already exists" in again.stderr
+
+
+def test_intercepted_upstream_with_untrusted_certificate_fails_closed(harness, tls_upstream, proxy_ca):
+    resolver = FakeResolver({HOST: ["127.0.0.1"]})
+    p = harness.proxy({"egress": {"tls": {"intercept": True, "ca_dir": str(proxy_ca)}}},  # test CA not trusted
+                      resolver=resolver, connector=RefusingConnector())
+    with httpx.Client(proxy=f"http://127.0.0.1:{p.port}", verify=trusting(proxy_ca / "ca.pem"), trust_env=False) as c:
+        r = c.get(f"https://{HOST}:{tls_upstream.port}/hello")
+    assert r.status_code == 502 and block_json(r)["rule"] == "egress.upstream_error"
+    assert tls_upstream.requests == []
+
+
+def test_audit_mode_records_sni_mismatch_but_keeps_the_tunnel(harness, tls_upstream, test_ca):
+    resolver = FakeResolver({HOST: ["127.0.0.1"]})
+    p = harness.proxy({"mode": "audit"}, resolver=resolver, connector=RefusingConnector())
+    s, head = connect_raw(p.port, f"{HOST}:{tls_upstream.port}")
+    assert head.startswith(b"HTTP/1.1 200")
+    ctx = trusting(ca_file(test_ca))
+    ctx.check_hostname = False
+    tls = ctx.wrap_socket(s, server_hostname="front.other-example.com")
+    tls.sendall(f"GET /hello HTTP/1.1\r\nHost: {HOST}\r\nConnection: close\r\n\r\n".encode())
+    data = b""
+    while chunk := tls.recv(65536):
+        data += chunk
+    tls.close()
+    assert data.startswith(b"HTTP/1.1 200") and data.endswith(b"hello from upstream")
+    rec = [r for r in p.sink.records if r.transport == "egress.connect"][-1]
+    assert rec.action == "warn" and "egress.sni_mismatch" in rec.rules
