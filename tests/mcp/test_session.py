@@ -328,3 +328,38 @@ def test_results_scanned_in_every_text_part(inspector: Any) -> None:
     call(s, 1, "echo", {"text": "x"})
     clean = {"content": [{"type": "text", "text": "all good"}], "structuredContent": {"result": "all good"}}
     assert s.server_message(res(1, clean), 0).to_client == [res(1, clean)]
+
+
+def test_random_sessions_never_hit_an_internal_error(inspector: Any) -> None:
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    ids = st.one_of(st.integers(0, 5), st.sampled_from(["a", "1"]))
+    methods = st.sampled_from(["tools/list", "tools/call", "ping", "x/new", "notifications/cancelled"])
+    text = st.text(max_size=30)
+    tool = st.fixed_dictionaries({"name": st.sampled_from(["echo", "run", "", "x" * 3])},
+                                 optional={"description": text, "inputSchema": st.dictionaries(text, text, max_size=2)})
+    params = st.fixed_dictionaries({}, optional={"name": st.sampled_from(["echo", "run", 7]),
+                                                 "arguments": st.dictionaries(text, text, max_size=3)})
+    client_msg = st.builds(lambda i, m, p: {"jsonrpc": "2.0", "id": i, "method": m, "params": p}, ids, methods, params)
+    result = st.one_of(st.fixed_dictionaries({"tools": st.lists(tool, max_size=3)}),
+                       st.fixed_dictionaries({"content": st.lists(st.fixed_dictionaries(
+                           {"type": st.just("text"), "text": text}), max_size=2)}),
+                       st.just({}), st.just({"tools": "nope"}))
+    server_msg = st.builds(lambda i, r: {"jsonrpc": "2.0", "id": i, "result": r}, ids, result)
+    raw = st.binary(max_size=40)
+    step = st.one_of(st.tuples(st.just("c"), client_msg), st.tuples(st.just("s"), server_msg),
+                     st.tuples(st.sampled_from(["c", "s"]), raw))
+
+    @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(st.lists(step, max_size=8))
+    def run(steps: list[Any]) -> None:
+        s = McpSession(make_ctx(inspector))
+        for side, m in steps:
+            data = m if isinstance(m, bytes) else json.dumps(m).encode()
+            out = (s.client_message if side == "c" else s.server_message)(data, 0)
+            assert all(f.rule != "vallum.internal_error" for f in out.findings), out.findings
+            for b in out.to_client + out.to_server:
+                assert b"\n" not in b
+
+    run()
