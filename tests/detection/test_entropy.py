@@ -118,6 +118,12 @@ def test_certificate_body_skipped_private_key_body_is_not():
     assert high_entropy_tokens(f"-----BEGIN ACME SECRET-----\n{der}-----END ACME SECRET-----") != []
 
 
+def test_private_key_block_reported_once_by_its_rule(insp):
+    body = base64.encodebytes(R.randbytes(400)).decode()
+    findings = insp.inspect_text(f"-----BEGIN PRIVATE KEY-----\n{body}-----END PRIVATE KEY-----", direction="outbound")
+    assert [f.rule for f in findings] == ["dlp.private_key_pem"]
+
+
 @pytest.mark.parametrize("token,reason", [
     ("6f1c2a9e-3b7d-4e58-9a2c-1d4f6b8e0c3a", "UUID"),
     ("da39a3ee5e6b4b0d3255bfef95601890afd80709", "hex digest or id"),

@@ -170,19 +170,34 @@ def harmless_reason(token: str, previous: str = "") -> str | None:
     return None
 
 
-def _explained_spans(inspector: Inspector, text: str) -> list[tuple[int, int]]:
-    """Spans of `text` covered by a validated credential or PII match (the whole match, so a
-    generic `api_key = …` rule explains its value)."""
-    spans = []
-    for m in inspector.raw.finditer(text):
-        if m.rule.category not in ("credential", "pii"):
-            continue
-        if m.rule.validator is not None:
-            check = VALIDATORS.get(m.rule.validator)
-            if check is None or not check(m.value):
+#: how far before a token a rule's context (a key name, a URL scheme) may start
+_CONTEXT_BEFORE = 160
+
+
+def _explained(inspector: Inspector, text: str, token: str) -> bool:
+    """Whether a validated credential or PII match covers an occurrence of `token`.
+
+    Only a window around each occurrence is matched (the whole match counts, so a generic
+    `api_key = …` rule explains its value): cheap, since high-entropy candidates are few.
+    """
+    start = text.find(token)
+    while start != -1:
+        lo = max(0, start - _CONTEXT_BEFORE)
+        end = start + len(token)
+        window = text[lo : end + 16]
+        for m in inspector.raw.finditer(window):
+            if m.rule.category not in ("credential", "pii"):
                 continue
-        spans.append(m.match.span(0))
-    return spans
+            a, b = m.match.span(0)
+            if not (lo + a < end and start < lo + b):
+                continue
+            if m.rule.validator is not None:
+                check = VALIDATORS.get(m.rule.validator)
+                if check is None or not check(m.value):
+                    continue
+            return True
+        start = text.find(token, end)
+    return False
 
 
 def high_entropy_tokens(text: str, min_length: int = 20, threshold: float = 4.2) -> list[tuple[str, float]]:
@@ -203,9 +218,10 @@ def high_entropy_tokens(text: str, min_length: int = 20, threshold: float = 4.2)
         in_blob = False
         recent = [*recent[-3:], raw]
         if raw.endswith("-----") and any(r.startswith("-----BEGIN") for r in recent):
-            # the base64 body of a certificate or public key is public; private keys have rules
+            # a certificate, public key, signature or encrypted message body is public; private key
+            # blocks have their own rules. Unknown block types stay subject to the entropy check.
             header = " ".join(recent)
-            in_blob = "PRIVATE" not in header and ("CERTIFICATE" in header or "PUBLIC" in header)
+            in_blob = any(w in header for w in ("CERTIFICATE", "PUBLIC", "PRIVATE", "SIGNATURE", "MESSAGE"))
             continue
         if len(raw) < min_length:
             continue
@@ -237,16 +253,6 @@ def high_entropy_tokens(text: str, min_length: int = 20, threshold: float = 4.2)
     return out
 
 
-def _overlaps(text: str, token: str, spans: list[tuple[int, int]]) -> bool:
-    start = text.find(token)
-    while start != -1:
-        end = start + len(token)
-        if any(a < end and start < b for a, b in spans):
-            return True
-        start = text.find(token, end)
-    return False
-
-
 def entropy_findings(inspector: Inspector, text: str, location: str, chain: tuple[str, ...],
                      already: list[Finding]) -> list[Finding]:
     """Findings for unexplained high-entropy tokens in `text` (see the module docstring)."""
@@ -256,13 +262,11 @@ def entropy_findings(inspector: Inspector, text: str, location: str, chain: tupl
     tokens = high_entropy_tokens(text, settings.min_length, settings.threshold)
     if not tokens:
         return []
-    spans: list[tuple[int, int]] = []
-    if any(f.category in ("credential", "pii") and f.location == location and f.decoded == chain
-           for f in already):
-        spans = _explained_spans(inspector, text)
+    explainable = any(f.category in ("credential", "pii") and f.location == location and f.decoded == chain
+                      for f in already)
     out: list[Finding] = []
     for tok, h in tokens:
-        if spans and _overlaps(text, tok, spans):
+        if explainable and _explained(inspector, text, tok):
             continue
         f = inspector.finding(
             RULE_ID, "entropy", "medium",
