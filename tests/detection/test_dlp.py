@@ -287,6 +287,12 @@ def test_evidence_is_redacted(insp):
         assert token[4:] not in f.evidence
 
 
+def test_generic_rule_defers_to_vendor_rule(insp):
+    token = gh("ghp_")
+    assert rules_of(insp, f"GITHUB_TOKEN={token}") == {"dlp.github_token"}
+    assert rules_of(insp, f"ACME_TOKEN={rnd(32)}") == {"dlp.generic_api_key"}
+
+
 def test_github_checksum_decides_rule_and_severity(insp):
     good = gh("ghp_")
     bad = good[:-1] + ("A" if good[-1] != "A" else "B")

@@ -576,7 +576,24 @@ def generic_assignment(value: str) -> bool:
     key, val = parts
     if _NOT_SECRET_KEY.search(_snake(key)) or val.startswith(("arn:", "urn:", "projects/")):
         return False
+    if val.strip("'\"`").lower().startswith(_vendor_prefixes()):
+        return False  # a vendor-specific rule reports it, with a better message
     return generic_secret(val)
+
+
+@lru_cache(maxsize=1)
+def _vendor_prefixes() -> tuple[str, ...]:
+    """Literal prefixes of the built-in vendor credential rules (their keywords), e.g. `ghp_`, `sk-`."""
+    from vallum.detection.rules import builtin_rules  # late: rules are data loaded on first use
+
+    out = set()
+    for r in builtin_rules():
+        if r.category != "credential" or not r.id.startswith("dlp.") or "generic" in r.id:
+            continue
+        for k in r.keywords:
+            if (len(k) >= 4 or not k.isalpha()) and len(k) >= 3 and k[0].isalnum() and " " not in k:
+                out.add(k)
+    return tuple(sorted(out))
 
 
 @validator("password_assignment")
