@@ -115,6 +115,27 @@ class _HyperscanSelector:
                 else:
                     self.always.append(e[1])
             self.pat_db = _compile(ok)
+        # 3. the same prefilter for rules with keywords: common keywords ("not", "key", "when")
+        # select rules whose `re` pass costs milliseconds on 10 KB; a pattern that cannot occur
+        # anywhere in the buffer skips that pass. Still a superset of what `re` finds.
+        kw_entries: list[tuple[bytes, int, int]] = []
+        for i, r in enumerate(rules):
+            if not r.keywords:
+                continue
+            f = base
+            if "i" in r.flags:
+                f |= _hs.HS_FLAG_CASELESS
+            if "s" in r.flags:
+                f |= _hs.HS_FLAG_DOTALL
+            if "m" in r.flags:
+                f |= _hs.HS_FLAG_MULTILINE
+            kw_entries.append((prefilter_pattern(r.pattern).encode("utf-8"), i, f))
+        self.kwpat_db = _compile(kw_entries)
+        if self.kwpat_db is None and kw_entries:
+            kw_entries = [e for e in kw_entries if _compile([e]) is not None]
+            self.kwpat_db = _compile(kw_entries)
+        self.kwpat_rules = frozenset(e[1] for e in kw_entries) if self.kwpat_db is not None else frozenset()
+        self.kwpat_scratch = _hs.Scratch(self.kwpat_db) if self.kwpat_db is not None else None
         self.kw_scratch = _hs.Scratch(self.kw_db) if self.kw_db is not None else None
         self.pat_scratch = _hs.Scratch(self.pat_db) if self.pat_db is not None else None
         self.any_keywords = bool(kw_index)
@@ -123,12 +144,24 @@ class _HyperscanSelector:
         hits: set[int] = set(self.always)
         if self.kw_db is not None and lowered:
             owners = self.keyword_owners
+            kw_hits: set[int] = set()
 
             def on_kw(kid: int, start: int, end: int, flags: int, ctx: object) -> None:
-                hits.update(owners[kid])
+                kw_hits.update(owners[kid])
 
             self.kw_db.scan(lowered.encode("utf-8", "surrogatepass"), match_event_handler=on_kw,
                             scratch=self.kw_scratch)
+            gated = kw_hits & self.kwpat_rules
+            if gated and text:
+                possible: set[int] = set()
+
+                def on_kwpat(rid: int, start: int, end: int, flags: int, ctx: object) -> None:
+                    possible.add(rid)
+
+                self.kwpat_db.scan(text.encode("utf-8", "surrogatepass"), match_event_handler=on_kwpat,
+                                   scratch=self.kwpat_scratch)
+                kw_hits -= gated - possible
+            hits |= kw_hits
         if self.pat_db is not None and text:
 
             def on_pat(rid: int, start: int, end: int, flags: int, ctx: object) -> None:
