@@ -85,7 +85,7 @@ def parse_authority(authority: str, default_port: int | None = None) -> tuple[st
         if default_port is None:
             raise TargetError("authority needs a port")
         return host.lower().rstrip("."), default_port
-    if not port_s.isdigit() or not 0 < int(port_s) < 65536:
+    if not (port_s.isascii() and port_s.isdigit()) or not 0 < int(port_s) < 65536:
         raise TargetError("invalid port")
     if not host:
         raise TargetError("authority has no host")

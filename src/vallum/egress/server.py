@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import ipaddress
 import json
 import logging
@@ -62,6 +63,9 @@ log = logging.getLogger("vallum.egress")
 #: (client ip, request headers) → who is behind the request. A later issue reads
 #: Proxy-Authorization / X-Vallum-Principal here; the default names the listener's client.
 PrincipalResolver = Callable[[str, list[tuple[bytes, bytes]]], Principal]
+#: principal → None, or its risk posture (action, reason, status) from the behaviour layer:
+#: "block" denies the request; "review"/"challenge" turn warnings into blocks (vallum.runtime).
+PrincipalGate = Callable[[Principal], "tuple[str, str, int] | None"]
 
 HOP_BY_HOP = frozenset({
     b"connection", b"keep-alive", b"proxy-connection", b"proxy-authorization", b"proxy-authenticate",
@@ -143,13 +147,15 @@ class EgressProxy:
                  resolver: Resolver | None = None, connector: Connector | None = None,
                  principal_resolver: PrincipalResolver | None = None, limiter: RateLimiter | None = None,
                  config_path: str | Path | None = None, clock: Callable[[], float] = time.time,
-                 inspector_factory: Callable[[Config], Inspector] = get_inspector) -> None:
+                 inspector_factory: Callable[[Config], Inspector] = get_inspector,
+                 principal_gate: PrincipalGate | None = None) -> None:
         self.inspector_factory = inspector_factory
         self.state = ProxyState(config or Config(), 0, inspector_factory)
         self.sink: DecisionSink = sink or NullSink()
         self.resolver: Resolver = resolver or default_resolver
         self.connector: Connector = connector or default_connector
         self.principal_resolver = principal_resolver or default_principal
+        self.principal_gate = principal_gate
         self.limiter: RateLimiter = limiter or InMemoryRateLimiter()
         self.config_path = Path(config_path) if config_path else None
         self.clock = clock
@@ -349,14 +355,20 @@ class EgressProxy:
         principal = self.principal_resolver(client_ip, raw_headers)
         method = req.method.decode("ascii", "replace").upper()
         target = req.target.decode("latin-1")
+        posture = self._posture(principal)
+        if posture is not None and posture[0] == "block":
+            return await self._deny_principal(conn, stream, principal, client_ip, method, target, raw_headers,
+                                              tunnel, posture)
+        px = {"posture": posture[0]} if posture is not None else {}
         if method == "CONNECT":
             if tunnel is not None:
                 await self._send_simple(conn, stream, 400, "CONNECT inside a tunnel is not supported")
                 return False
-            flow = Flow("egress.connect", principal, client_ip, method="CONNECT", headers=raw_headers)
+            flow = Flow("egress.connect", principal, client_ip, method="CONNECT", headers=raw_headers, extra=px)
             return await self._connect(conn, stream, req, flow, state)
         if tunnel is not None:
-            flow = Flow("egress.connect", principal, client_ip, method=method, headers=raw_headers, intercepted=True)
+            flow = Flow("egress.connect", principal, client_ip, method=method, headers=raw_headers, intercepted=True,
+                        extra=px)
             if not target.startswith("/"):
                 await self._send_simple(conn, stream, 400, "absolute-form target inside a tunnel")
                 return False
@@ -366,18 +378,59 @@ class EgressProxy:
             return await self._forward(conn, stream, req, flow, state, tunnel)
         if target.startswith("/"):
             if method == "GET" and (target == "/fetch" or target.startswith("/fetch?")):
-                flow = Flow("egress.fetch", principal, client_ip, method="GET", headers=raw_headers)
+                flow = Flow("egress.fetch", principal, client_ip, method="GET", headers=raw_headers, extra=px)
                 return await self._fetch(conn, stream, req, flow, state)
             await self._send_simple(conn, stream, 400, "not a proxy request: use an absolute URL, CONNECT "
                                     "or GET /fetch?url=…")
             return False
-        flow = Flow("egress.http", principal, client_ip, method=method, headers=raw_headers)
+        flow = Flow("egress.http", principal, client_ip, method=method, headers=raw_headers, extra=px)
         try:
             flow.target = parse_absolute_url(target)
         except TargetError as exc:
             await self._send_simple(conn, stream, 400, f"bad request target: {exc}")
             return False
         return await self._forward(conn, stream, req, flow, state, None)
+
+    # ------------------------------------------------------------------ principal posture
+    def _posture(self, principal: Principal) -> tuple[str, str, int] | None:
+        if self.principal_gate is None:
+            return None
+        try:
+            return self.principal_gate(principal)
+        except Exception:
+            log.exception("principal gate failed; failing closed")
+            return ("block", "the principal's risk posture could not be determined (fail closed)", 403)
+
+    async def _deny_principal(self, conn: h11.Connection, stream: ByteStream, principal: Principal, client_ip: str,
+                              method: str, target: str, raw_headers: list[tuple[bytes, bytes]],
+                              tunnel: Tunnel | None, posture: tuple[str, str, int]) -> bool:
+        """The principal itself is blocked (behaviour layer) or unauthenticated: 403/407, recorded."""
+        transport = ("egress.connect" if method == "CONNECT" or tunnel is not None
+                     else "egress.fetch" if target.startswith("/fetch") else "egress.http")
+        flow = Flow(transport, principal, client_ip, method=method, headers=raw_headers,
+                    extra={"posture": posture[0]}, intercepted=tunnel is not None)
+        with contextlib.suppress(TargetError):
+            if method == "CONNECT":
+                h, p = parse_authority(target)
+                flow.target = Target("https", h, p, "/")
+            elif tunnel is not None:
+                flow.target = Target("https", tunnel.host, tunnel.port, target)
+            elif not target.startswith("/"):
+                flow.target = parse_absolute_url(target)
+        auth = posture[2] == 407
+        f = Finding(rule="identity.proxy_auth" if auth else "behaviour.principal_blocked",
+                    category="behaviour", severity="high", action=Action.BLOCK, message=posture[1],
+                    location="principal")
+        await self._deny(conn, stream, flow, [f], status=posture[2], reason=posture[1], close=True)
+        return False
+
+    def _tighten(self, flow: Flow, findings: list[Finding]) -> list[Finding]:
+        """Under a review/challenge posture a warning is enforced as a block."""
+        if flow.extra.get("posture") not in ("review", "challenge"):
+            return findings
+        return [dataclasses.replace(f, action=Action.BLOCK,
+                                    message=f"{f.message} (blocked: principal under {flow.extra['posture']})")
+                if f.action is Action.WARN else f for f in findings]
 
     # ------------------------------------------------------------------ responses to the client
     async def _write(self, conn: h11.Connection, stream: ByteStream, *events: h11.Event) -> None:
@@ -453,7 +506,7 @@ class EgressProxy:
         """The whole request body, or None when it exceeds `egress.max_body_bytes`."""
         limit = state.config.egress.max_body_bytes
         cl = _header(list(req.headers), b"content-length")
-        if cl is not None and cl.strip().isdigit() and int(cl) > limit:
+        if cl is not None and cl.strip().isascii() and cl.strip().isdigit() and int(cl) > limit:
             return None
         if conn.they_are_waiting_for_100_continue:
             await self._write(conn, stream, h11.InformationalResponse(status_code=100, headers=[]))
@@ -504,7 +557,10 @@ class EgressProxy:
         """Resolve once, check every address, pin the first approved one. (ip, findings, failure)."""
         literal = _ip_literal(host)
         if literal is not None:
-            ips = [literal]
+            # An IP literal was already judged by the URL policy (SSRF on literals, allow_private):
+            # nothing to resolve, and the same address check would only repeat that verdict.
+            flow.extra["resolved"] = [literal]
+            return literal, [], None
         else:
             try:
                 async with asyncio.timeout(state.config.egress.dns_timeout):
@@ -558,7 +614,7 @@ class EgressProxy:
             insp, flow.method, url, policy.headers_dict(headers), body,
             content_type=_header(headers, b"content-type"), content_encoding=_header(headers, b"content-encoding"),
             max_body_bytes=state.config.egress.max_body_bytes)
-        findings = dedupe(findings)
+        findings = self._tighten(flow, dedupe(findings))
         if strongest([f.action for f in findings]) is Action.BLOCK:
             return await self._deny(conn, stream, flow, findings)
         lim, retry = self._limit(state, flow, target.host, len(body) + len(url))
@@ -759,7 +815,7 @@ class EgressProxy:
         if not isinstance(ev, h11.EndOfMessage):
             await self._send_simple(conn, stream, 400, "CONNECT with a body")
             return False
-        findings = dedupe(policy.url_findings(insp, flow.target.url, "CONNECT", "connect"))
+        findings = self._tighten(flow, dedupe(policy.url_findings(insp, flow.target.url, "CONNECT", "connect")))
         if strongest([f.action for f in findings]) is Action.BLOCK:
             return await self._deny(conn, stream, flow, findings, close=True)
         lim, retry = self._limit(state, flow, host, 0)
@@ -902,7 +958,7 @@ class EgressProxy:
                 await self._send_simple(conn, stream, 400, f"bad url: {exc}")
                 return True
             hop = f"fetch.url[{hops}]" if hops else "fetch.url"
-            fs = dedupe(policy.url_findings(insp, flow.target.url, "GET", hop))
+            fs = self._tighten(flow, dedupe(policy.url_findings(insp, flow.target.url, "GET", hop)))
             findings += fs
             if strongest([f.action for f in fs]) is Action.BLOCK:
                 return await self._deny(conn, stream, flow, findings)
@@ -938,7 +994,7 @@ class EgressProxy:
             break
         ctype = _header(rheaders, b"content-type") or ""
         content, cfind = self._fetch_content(state, rbody, ctype, _header(rheaders, b"content-encoding"))
-        findings = dedupe(findings + cfind)
+        findings = self._tighten(flow, dedupe(findings + cfind))
         flow.status = status
         flow.findings = findings
         action = flow.action()
