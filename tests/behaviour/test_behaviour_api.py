@@ -102,7 +102,7 @@ def test_every_api_route_needs_a_valid_key(api, method, path, auth):
 
 
 def test_revoked_key_is_refused(api):
-    srv, client, svc, key, _s = api
+    _srv, client, svc, key, _s = api
     assert client.get("/api/v1/decisions/user/u1").status_code == 200
     svc.store.revoke_key(key)
     time.sleep(1.1)  # the server caches a key check for one second
