@@ -132,3 +132,28 @@ def test_cli_proxy_serves_and_reloads_on_sighup(harness, tmp_path):
         _, err = proc.communicate(timeout=20)
     assert proc.returncode == 0, err
     assert "weakens security: mode downgraded" in err
+
+
+def test_cli_proxy_with_two_workers(harness, tmp_path):
+    up = harness.upstream({"/page": route(200, "text/plain", "multi")})
+    cfg = tmp_path / "v.yaml"
+    write(cfg, {"data_dir": str(tmp_path / "data"), "proxy": {"workers": 2},
+                "egress": {"rate_limit_per_minute": 0, "allow_private": ["127.0.0.1"], "reload_poll_seconds": 0}})
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
+    env["VALLUM_REGEX_ENGINE"] = os.environ.get("VALLUM_TEST_ENGINE", "re")
+    env["PYTHONPATH"] = str(Path(__file__).parent) + os.pathsep + env.get("PYTHONPATH", "")
+    boot = "import egress_support; from vallum.cli.main import main; main()"
+    proc = subprocess.Popen([sys.executable, "-c", boot, "proxy", "--listen", f"127.0.0.1:{port}", "--config",
+                             str(cfg)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        assert f"127.0.0.1:{port}" in proc.stdout.readline()
+        codes = []
+        for _ in range(12):  # new connections: the kernel spreads them over both workers
+            with httpx.Client(proxy=f"http://127.0.0.1:{port}", trust_env=False, timeout=30) as c:
+                codes.append(c.get(f"http://127.0.0.1:{up.port}/page").status_code)
+        assert codes == [200] * 12
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
