@@ -42,7 +42,7 @@ def make_events(n: int, seed: int = 1) -> list[Event]:
     rng = random.Random(seed)
     out = []
     t = T0
-    for i in range(n):
+    for _i in range(n):
         t += rng.expovariate(50.0)  # ~50 events per second of event time
         u = rng.randint(0, 1999)
         typ = rng.choice(TYPES)
