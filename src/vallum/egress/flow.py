@@ -56,6 +56,11 @@ def parse_absolute_url(url: str) -> Target:
         raise TargetError("URL has no host")
     if any(c in host for c in " \t\r\n/\\@"):
         raise TargetError("invalid host in URL")
+    if not host.isascii():
+        try:
+            host.encode("idna")
+        except UnicodeError:
+            raise TargetError("host name is not valid IDNA") from None
     path = parts.path or "/"
     if parts.query:
         path += "?" + parts.query

@@ -22,6 +22,7 @@ import multiprocessing
 import multiprocessing.process
 import os
 import signal
+import socket
 import ssl
 import time
 from collections.abc import Callable
@@ -179,14 +180,20 @@ class EgressProxy:
             raise RuntimeError("the proxy is not started")
         return int(self._server.sockets[0].getsockname()[1])
 
-    async def start(self, host: str | None = None, port: int | None = None, *, reuse_port: bool = False) -> None:
-        """Listen on host:port (default: `proxy.listen`); port 0 picks a free port."""
-        if host is None or port is None:
+    async def start(self, host: str | None = None, port: int | None = None, *, reuse_port: bool = False,
+                    sock: socket.socket | None = None) -> None:
+        """Listen on host:port (default: `proxy.listen`); port 0 picks a free port. `sock`: serve a
+        socket bound in advance instead (`vallum run` binds every port before starting anything)."""
+        if sock is not None:
+            self._server = await asyncio.start_server(self._on_client, sock=sock, limit=READ_SIZE * 4)
+            host, port = sock.getsockname()[:2]
+        elif host is None or port is None:
             h, p = parse_authority(self.config.proxy.listen)
             host = h if host is None else host
             port = p if port is None else port
-        self._server = await asyncio.start_server(self._on_client, host, port, limit=READ_SIZE * 4,
-                                                  backlog=4096, reuse_port=reuse_port or None)
+        if sock is None:
+            self._server = await asyncio.start_server(self._on_client, host, port, limit=READ_SIZE * 4,
+                                                      backlog=4096, reuse_port=reuse_port or None)
         if self.config_path is not None:
             self._mtime = self._stat()
             if self.config.egress.reload_poll_seconds > 0:
