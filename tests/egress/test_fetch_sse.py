@@ -184,3 +184,17 @@ def test_fetch_keeps_the_connection_alive(harness):
             r = c.get(f"http://127.0.0.1:{p.port}/fetch", params={"url": f"http://127.0.0.1:{up.port}/page"})
             assert r.status_code == 200 and r.json()["content"] == "one"
     assert p.stats["connections"] == 1
+
+
+def test_fetch_https_verifies_the_upstream(harness, upstream_tls, test_ca):
+    from egress_support import ca_file
+
+    up = harness.upstream({"/page": route(200, "text/html", CLEAN_HTML)}, tls=upstream_tls)
+    resolver = FakeResolver({"upstream.example.com": ["127.0.0.1"]})
+    trusted = harness.proxy({"egress": {"tls": {"upstream_ca_file": str(ca_file(test_ca))}}}, resolver=resolver,
+                            connector=RefusingConnector())
+    r = fetch(trusted, f"https://upstream.example.com:{up.port}/page")
+    assert r.status_code == 200 and "Sunny" in r.json()["content"]
+    untrusted = harness.proxy(resolver=resolver, connector=RefusingConnector())
+    r2 = fetch(untrusted, f"https://upstream.example.com:{up.port}/page")
+    assert r2.status_code == 502 and block_json(r2)["rule"] == "egress.upstream_error"
