@@ -48,6 +48,7 @@ def test_wrap_cli_relays_and_propagates_exit_code(tmp_path: Path) -> None:
                         "--", PY, str(SERVER)], input=stdin.encode(), capture_output=True, timeout=120,
                        env={**_env(), "MCP_TEST_EXIT": "3"})
     assert p.returncode == 3, p.stderr.decode()[-2000:]
+    assert b"vallum-test-server: starting" in p.stderr  # the server's stderr is relayed
     out = [json.loads(x) for x in p.stdout.decode().splitlines()]
     by_id = {m["id"]: m for m in out if "id" in m}
     assert set(by_id) == {1, 2, 3, 4}
@@ -189,10 +190,6 @@ def test_cli_argument_errors(tmp_path: Path) -> None:
 
 def test_serve_and_bridge_commands_end_to_end(tmp_path: Path) -> None:
     """`vallum mcp serve -- CMD` (HTTP in front of stdio) reached through `vallum mcp bridge`."""
-    import contextlib
-    import socket
-    import time
-
     from mcp.client.stdio import StdioServerParameters
     from mcp_harness import free_port
 
@@ -203,11 +200,13 @@ def test_serve_and_bridge_commands_end_to_end(tmp_path: Path) -> None:
                               "--name", "served", "--", PY, str(SERVER)], env=_env(),
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
-        deadline = time.time() + 60
-        while time.time() < deadline:
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+        assert serve.stderr is not None
+        lines = []
+        for _ in range(50):  # the stdio server's own stderr is relayed on the same stream
+            lines.append(serve.stderr.readline())
+            if b"listening on http://127.0.0.1" in lines[-1] or not lines[-1]:
                 break
-            time.sleep(0.2)
+        assert b"listening on http://127.0.0.1" in lines[-1], lines
         params = StdioServerParameters(command=VALLUM, args=[
             "mcp", "bridge", "--config", str(cfg), "--name", "bridged", "--upstream",
             f"http://127.0.0.1:{port}/mcp", "--header", "X-Trace: e2e"], env=_env())

@@ -36,6 +36,8 @@ async def _scenario(client: Client) -> dict[str, Any]:
     out["slow"] = (r.content[0].text, seen)
     r = await client.call_tool("fetch_doc", {"name": "attack"})
     out["attack"] = r.is_error
+    r = await client.call_tool("header", {"name": "X-Test"})
+    out["x-test"] = r.content[0].text
     return out
 
 
@@ -66,7 +68,9 @@ def test_bridge_stdio_to_http(inspector: Any, loop_thread: LoopThread, poisoned_
             async with Client(ep.params()) as c:
                 return await _scenario(c)
 
-        _check(anyio.run(main))
+        out = anyio.run(main)
+        _check(out)
+        assert out["x-test"] == "1"  # the --header reached the upstream
     finally:
         ep.close()
     assert {r.transport for r in ctx.sink.records} == {"mcp.http"}

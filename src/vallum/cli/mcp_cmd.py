@@ -146,8 +146,27 @@ def serve(
         raise fail(f"bad --listen or --header: {exc}") from None
     label = name or (default_name_for_url(upstream) if upstream else default_server_name(cmd))
     ctx = _context(cfg, label, "mcp.http", decisions)
-    code = asyncio.run(run_server(ctx, host.strip("[]") or "127.0.0.1", port, path=path, upstream=upstream,
-                                  headers=headers, cmd=cmd or None))
+    host = host.strip("[]") or "127.0.0.1"
+
+    async def main() -> int:
+        ready = asyncio.Event()
+        task = asyncio.create_task(run_server(ctx, host, port, path=path, upstream=upstream, headers=headers,
+                                              cmd=cmd or None, ready=ready))
+        waiter = asyncio.create_task(ready.wait())
+        await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+        if ready.is_set():
+            target = upstream or " ".join(cmd)
+            print(f"vallum mcp serve: listening on http://{host}:{port}{path} → {target} (server {label}, "
+                  f"mode {cfg.mode})", file=sys.stderr, flush=True)
+        waiter.cancel()
+        return await task
+
+    try:
+        code = asyncio.run(main())
+    except OSError as exc:
+        raise fail(f"cannot listen on {listen}: {exc.strerror or exc}") from None
+    except KeyboardInterrupt:
+        code = 130
     raise typer.Exit(code)
 
 

@@ -92,6 +92,12 @@ async def confirm(ctx: Context) -> str:
     return f"{r.action}:{getattr(r, 'data', None) and r.data.ok}"
 
 
+@server.tool(description="Return the value of a request header (HTTP only).")
+def header(name: str, ctx: Context) -> str:
+    h = ctx.headers or {}
+    return str(h.get(name.lower(), "<none>"))
+
+
 @server.tool(description="Add two integers.")
 def add(a: int, b: int) -> int:
     return a + b
@@ -119,6 +125,7 @@ def _apply_variant() -> None:
 _apply_variant()
 
 if __name__ == "__main__":
+    print("vallum-test-server: starting", file=sys.stderr, flush=True)
     transport = sys.argv[1] if len(sys.argv) > 1 else "stdio"
     if transport == "http":
         port = int(sys.argv[2])
