@@ -116,15 +116,34 @@ def serve(
     except StoreError as exc:
         raise fail(str(exc)) from None
     typer.echo(f"vallum API listening on http://{addr}  (store: {app.state.behaviour.store.dialect})")
+    _print_console_login(app, addr)
     typer.echo(f"  send events:  curl -H 'Authorization: Bearer KEY' -d @event.json http://{addr}/api/v1/events")
     uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False)
 
 
+def _print_console_login(app, addr: str) -> None:  # type: ignore[no-untyped-def]
+    """Create the console's first admin on first start and print its credentials once."""
+    try:
+        from vallum.console import ensure_admin
+    except ImportError:
+        return
+    creds = ensure_admin(app.state.behaviour.store)
+    typer.echo(f"  console:      http://{addr}/")
+    if creds is not None:
+        typer.echo(f"  console first login (shown once): user {creds.username}  password {creds.password}")
+
+
 def _optional_routes(cfg: Config) -> list:  # type: ignore[type-arg]
-    """`/metrics` when the metrics module is present (it is written by another area)."""
+    """`/metrics` when the metrics module is present (it is written by another area), and the console."""
     from starlette.routing import Route
 
     routes = []
+    try:
+        from vallum.console import console_routes, default_paths
+    except ImportError:
+        pass
+    else:
+        routes.extend(console_routes(cfg, **default_paths(cfg)))
     try:
         from vallum.metrics import metrics_endpoint  # type: ignore[attr-defined]
 
