@@ -11,10 +11,12 @@ alone decides what matched: Hyperscan only decides what not to run.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from vallum.detection.rules import Rule
@@ -49,6 +51,113 @@ def prefilter_pattern(pattern: str) -> str:
     unbounded repeat is a superset, so it is safe.
     """
     return _BOUNDED.sub(lambda m: m.group(0) if int(m.group(2)) <= 8 else f"{{{m.group(1)},}}", pattern)
+
+
+def strip_lookarounds(pattern: str) -> str:
+    """A superset of `pattern` without lookarounds, for Hyperscan's prefilter.
+
+    ``(?=X)`` becomes ``(?:X)`` (the text it looks at is there, so requiring it keeps a superset);
+    ``(?!X)``, ``(?<=X)`` and ``(?<!X)`` are dropped. Hyperscan's own prefilter mode drops
+    lookaheads entirely, which turns ``do not (?=tell the user)`` into plain ``do not``.
+    """
+    out: list[str] = []
+    i, n = 0, len(pattern)
+    in_class = False
+    while i < n:
+        c = pattern[i]
+        if c == "\\":
+            out.append(pattern[i:i + 2])
+            i += 2
+            continue
+        if in_class:
+            in_class = c != "]"
+            out.append(c)
+            i += 1
+            continue
+        if c == "[":
+            in_class = True
+            out.append(c)
+            i += 1
+            for lead in ("^", "]"):
+                if pattern[i:i + 1] == lead:
+                    out.append(lead)
+                    i += 1
+            continue
+        if pattern.startswith("(?=", i):
+            out.append("(?:")
+            i += 3
+            continue
+        if pattern.startswith(("(?!", "(?<=", "(?<!"), i):
+            i = _group_end(pattern, i)
+            continue
+        out.append(c)
+        i += 1
+    return "".join(out)
+
+
+def _group_end(p: str, j: int) -> int:
+    """Index just after the group opening at `j` (escapes and classes respected)."""
+    depth, in_class, n = 0, False, len(p)
+    while j < n:
+        c = p[j]
+        if c == "\\":
+            j += 2
+            continue
+        if in_class:
+            in_class = c != "]"
+        elif c == "[":
+            in_class = True
+            if p[j + 1:j + 2] == "^":
+                j += 1
+            if p[j + 1:j + 2] == "]":
+                j += 1
+        elif c == "(":
+            depth += 1
+        elif c == ")":
+            depth -= 1
+            if depth == 0:
+                return j + 1
+        j += 1
+    return n
+
+
+def _cache_dir() -> Path | None:
+    root = os.environ.get("VALLUM_HS_CACHE")
+    if root == "off":
+        return None
+    if root:
+        return Path(root)
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "vallum" / "hyperscan"
+
+
+def _compile_cached(entries: list[tuple[bytes, int, int]]) -> Any:
+    """`_compile`, with the serialised database kept on disk: some prefilters take seconds.
+
+    Keyed by the Hyperscan version and the exact expressions, ids and flags; any cache error
+    falls back to compiling. Set VALLUM_HS_CACHE=off to disable, or to a folder to move it.
+    """
+    assert _hs is not None
+    if not entries:
+        return None
+    folder = _cache_dir()
+    key = hashlib.sha256(repr((getattr(_hs, "__version__", ""), entries)).encode()).hexdigest()[:32]
+    path = folder / f"{key}.hsdb" if folder is not None else None
+    if path is not None:
+        try:
+            return _hs.loadb(path.read_bytes(), _hs.HS_MODE_BLOCK)
+        except Exception:
+            pass
+    db = _compile(entries)
+    if db is not None and path is not None:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_bytes(_hs.dumpb(db))
+            os.replace(tmp, path)
+        except Exception:
+            pass
+    return db
 
 
 def _compile(entries: list[tuple[bytes, int, int]], literal: bool = False) -> Any:
@@ -118,7 +227,10 @@ class _HyperscanSelector:
         # 3. the same prefilter for rules with keywords: common keywords ("not", "key", "when")
         # select rules whose `re` pass costs milliseconds on 10 KB; a pattern that cannot occur
         # anywhere in the buffer skips that pass. Still a superset of what `re` finds.
-        kw_entries: list[tuple[bytes, int, int]] = []
+        # One small database per rule, cached on disk by content: a prefilter for a long
+        # injection pattern can take seconds to compile, and per-rule databases are reused by
+        # every rule set (configs that disable rules, user rule files) instead of recompiled.
+        self.kwpat: dict[int, tuple[Any, Any]] = {}
         for i, r in enumerate(rules):
             if not r.keywords:
                 continue
@@ -129,13 +241,9 @@ class _HyperscanSelector:
                 f |= _hs.HS_FLAG_DOTALL
             if "m" in r.flags:
                 f |= _hs.HS_FLAG_MULTILINE
-            kw_entries.append((prefilter_pattern(r.pattern).encode("utf-8"), i, f))
-        self.kwpat_db = _compile(kw_entries)
-        if self.kwpat_db is None and kw_entries:
-            kw_entries = [e for e in kw_entries if _compile([e]) is not None]
-            self.kwpat_db = _compile(kw_entries)
-        self.kwpat_rules = frozenset(e[1] for e in kw_entries) if self.kwpat_db is not None else frozenset()
-        self.kwpat_scratch = _hs.Scratch(self.kwpat_db) if self.kwpat_db is not None else None
+            db = _compile_cached([(prefilter_pattern(strip_lookarounds(r.pattern)).encode("utf-8"), 0, f)])
+            if db is not None:
+                self.kwpat[i] = (db, _hs.Scratch(db))
         self.kw_scratch = _hs.Scratch(self.kw_db) if self.kw_db is not None else None
         self.pat_scratch = _hs.Scratch(self.pat_db) if self.pat_db is not None else None
         self.any_keywords = bool(kw_index)
@@ -151,16 +259,20 @@ class _HyperscanSelector:
 
             self.kw_db.scan(lowered.encode("utf-8", "surrogatepass"), match_event_handler=on_kw,
                             scratch=self.kw_scratch)
-            gated = kw_hits & self.kwpat_rules
+            gated = [rid for rid in kw_hits if rid in self.kwpat]
             if gated and text:
-                possible: set[int] = set()
+                data = text.encode("utf-8", "surrogatepass")
+                found: list[int] = []
 
-                def on_kwpat(rid: int, start: int, end: int, flags: int, ctx: object) -> None:
-                    possible.add(rid)
+                def on_kwpat(pid: int, start: int, end: int, flags: int, ctx: object) -> None:
+                    found.append(pid)
 
-                self.kwpat_db.scan(text.encode("utf-8", "surrogatepass"), match_event_handler=on_kwpat,
-                                   scratch=self.kwpat_scratch)
-                kw_hits -= gated - possible
+                for rid in gated:
+                    db, scratch = self.kwpat[rid]
+                    found.clear()
+                    db.scan(data, match_event_handler=on_kwpat, scratch=scratch)
+                    if not found:
+                        kw_hits.discard(rid)
             hits |= kw_hits
         if self.pat_db is not None and text:
 
