@@ -34,6 +34,8 @@ class Config(Section):
     identity: IdentityConfig = Field(default_factory=IdentityConfig)
     #: redis://host:port/db for state shared between replicas; empty = in-process state
     redis_url: str = ""
+    #: prefix of every Redis key and channel (several deployments may share one Redis)
+    redis_prefix: str = "vallum:"
 
     @property
     def data_path(self) -> Path:
