@@ -109,8 +109,11 @@ class ServerContext:
 
     def __init__(self, name: str, inspector: Inspector, pins: PinStore | None = None,
                  sink: DecisionSink | None = None, transport: str = "mcp.stdio",
-                 approver: Approver | None = None, mcp_config: McpConfig | None = None) -> None:
+                 approver: Approver | None = None, mcp_config: McpConfig | None = None,
+                 gate: Callable[[Principal], tuple[str, str, int] | None] | None = None) -> None:
         self.name = name
+        #: principal → its behaviour posture (action, reason, status) or None (vallum.runtime)
+        self.gate = gate
         self.inspector = inspector
         #: the `mcp:` section in force (default: the inspector's config)
         self.config: McpConfig = mcp_config if mcp_config is not None else inspector.config.mcp
@@ -463,6 +466,7 @@ class McpSession:
                 findings.append(f)
         arg_findings = argument_findings(self.inspector, args)
         findings.extend(arg_findings)
+        findings = self._apply_posture(tool, arg_dict, findings, facts)
         if any(f.category in ("credential", "pii") for f in arg_findings):
             facts.secret_read = facts.secret_read or False
         facts.hits = [f.rule for f in findings]
@@ -484,6 +488,40 @@ class McpSession:
             new_obj["params"] = {**params, "name": redirect_to}
             return Outcome(to_server=[msg.replace(new_obj).encode()], findings=findings, action=action)
         return Outcome(to_server=[msg.encode()], findings=findings, action=action)
+
+    def _apply_posture(self, tool: str, args: dict[str, Any], findings: list[Finding],
+                       facts: policy.CallFacts) -> list[Finding]:
+        """The principal's behaviour posture: block denies, review enforces warnings, challenge
+        holds risky calls (any finding, a network send or a secret read) for approval."""
+        if self.server.gate is None:
+            return findings
+        try:
+            posture = self.server.gate(self.principal)
+        except Exception:
+            posture = ("block", "the principal's risk posture could not be determined (fail closed)", 403)
+        if posture is None:
+            return findings
+        action, reason, _status = posture
+        if action == "block":
+            return [*findings, Finding(rule="behaviour.principal_blocked", category="behaviour", severity="high",
+                                       action=Action.BLOCK, message=reason, location="principal")]
+        out = [dataclasses.replace(f, action=Action.BLOCK, message=f"{f.message} (blocked: principal under "
+                                   f"{action})") if f.action is Action.WARN else f for f in findings]
+        if action == "challenge" and (out or facts.network_send or facts.secret_read):
+            approved = False
+            if self.server.approver is not None:
+                hit = policy.PolicyHit(rule="behaviour.challenge", action="ask", category="behaviour",
+                                       severity="high", message=reason)
+                try:
+                    approved = bool(self.server.approver(self.server.name, tool, args, hit))
+                except Exception:
+                    approved = False
+            if not approved:
+                note = "" if self.server.approver is not None else "; no interactive approver is configured"
+                out.append(Finding(rule="behaviour.challenge", category="behaviour", severity="high",
+                                   action=Action.BLOCK, location="principal",
+                                   message=f"risky tool call held for approval: {reason}{note}"))
+        return out
 
     # ----------------------------------------------------------------- server → client
     def _server_message(self, data: bytes | str | Message | Any, now: float) -> Outcome:

@@ -83,6 +83,12 @@ class McpServerConfig(Section):
     drift: DriftPolicy | None = None
     #: tools of this server that are hidden and blocked whatever their definitions
     deny_tools: list[str] = Field(default_factory=list)
+    #: `vallum run`: serve this server as a Streamable-HTTP gateway on host:port (empty = not served)
+    listen: str = ""
+    #: the gateway's upstream: a Streamable-HTTP URL, or a stdio server command (exactly one)
+    upstream: str = ""
+    command: list[str] = Field(default_factory=list)
+    path: str = "/mcp"
 
 
 class McpConfig(Section):
