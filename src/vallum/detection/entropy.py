@@ -122,7 +122,20 @@ def is_wordlike(token: str) -> bool:
     short = sum(1 for p in alpha if len(p) <= 2)
     mean = sum(len(p) for p in alpha) / len(alpha)
     vowels = sum(1 for p in alpha if len(p) > 3 and not re.search(r"[aeiouyAEIOUY]", p))
-    return mean >= 3.5 and short <= max(1, len(alpha) // 4) and vowels <= len(alpha) // 5
+    return mean >= 3.5 and short <= max(2, len(alpha) // 3) and vowels <= len(alpha) // 5
+
+
+_SEGMENT_SPLIT = re.compile(r"[._/-]+")
+_SHORT_NAME = re.compile(r"(?:[a-z]{1,6}|[A-Z][a-z]{0,5}|[A-Z]{1,4})[0-9]{0,4}|[0-9]{1,4}")
+
+
+def is_dotted_name(token: str) -> bool:
+    """Whether `token` is a dotted / underscored / dashed name whose every segment is a word or a
+    short conventional name (`rust_openssl.x448.X448PublicKey`, `CPy_ExceptionMatches`)."""
+    segments = [s for s in _SEGMENT_SPLIT.split(token) if s]
+    if len(segments) < 2:
+        return False
+    return all(_SHORT_NAME.fullmatch(s) or is_wordlike(s) for s in segments)
 
 
 def _threshold(token: str, threshold: float) -> float:
@@ -165,7 +178,7 @@ def harmless_reason(token: str, previous: str = "") -> str | None:
         parts = [p for p in bare.split("/") if p]
         if parts and all(len(p) < 16 or is_wordlike(p) for p in parts):
             return "path"
-    if is_wordlike(bare):
+    if is_wordlike(bare) or is_dotted_name(bare):
         return "identifier"
     return None
 

@@ -81,7 +81,7 @@ def _card_brand(d: str) -> str | None:
     """The card network of a digit string by IIN range and length, or None (ISO/IEC 7812)."""
     n = len(d)
     p2, p3, p4, p6 = int(d[:2]), int(d[:3]), int(d[:4]), int(d[:6])
-    if d[0] == "4" and n in (13, 16, 19):
+    if d[0] == "4" and n in (16, 19):  # 13-digit Visa numbers are retired; 13 digits are mostly ids
         return "visa"
     if (51 <= p2 <= 55 or 2221 <= p4 <= 2720) and n == 16:
         return "mastercard"
@@ -371,6 +371,8 @@ PLACEHOLDER_WORDS = frozenset({
     "secret_key", "access_key", "notasecret", "notsecret", "your", "my", "enter",
     # well-known defaults of development images and tutorials
     "postgres", "mysql", "mariadb", "mongo", "mongodb", "redis", "rabbitmq", "sa", "letmein",
+    "tiger",  # scott/tiger, the classic Oracle and SQLAlchemy example
+    "foo", "bar", "baz", "qux", "foobar", "hunter2", "s3cr3t", "p4ssw0rd", "pa55word", "passw0rd!",
 })
 _PLACEHOLDER_RE = re.compile(
     r"""^(?:
@@ -428,8 +430,8 @@ def password_value(value: str) -> bool:
     v = value.strip().strip("'\"`")
     if len(v) < 6 or is_placeholder(v):
         return False
-    if _CODE_VALUE_RE.match(v) or _WORDISH_RE.match(v):
-        return False
+    if _CODE_VALUE_RE.match(v) or _WORDISH_RE.match(v) or re.fullmatch(r"[A-Za-z]+[?!]?", v):
+        return False  # a reference or a bare word (`Optional`, `None`, `getpass`), not a literal
     # an environment variable name is a reference, not a password
     return not (v.isupper() and re.fullmatch(r"[A-Z_]+", v))
 
