@@ -67,6 +67,10 @@ class Store:
             self.engine: Engine = self._make_engine(pool_size)
         except Exception as exc:
             raise StoreError(f"cannot open store {_redact_url(url)}: {exc}") from None
+        # statements of the ingestion hot path, built once (SQLAlchemy then reuses their compilation)
+        self._ins_event = self._insert(t.events).on_conflict_do_nothing(index_elements=["event_id"])
+        self._sel_ids = sa.select(t.events.c.event_id).where(
+            t.events.c.event_id.in_(sa.bindparam("ids", expanding=True)))
 
     # ------------------------------------------------------------------ setup
     def _make_engine(self, pool_size: int) -> Engine:
@@ -158,27 +162,30 @@ class Store:
         """
         if not events:
             return []
-        ids = [e.id for e in events]
+        rows = [{"event_id": e.id, "ts_ms": e.ts_ms, "type": e.type, "user_id": e.user,
+                 "body": json.dumps(e.to_dict(), separators=(",", ":")), "received_at": received_at,
+                 "key_id": key_id} for e in events]
+        if len(rows) == 1:
+            # one event (POST /decide): ON CONFLICT DO NOTHING's row count says whether it was new
+            with self.engine.begin() as c:
+                return [c.execute(self._ins_event, rows[0]).rowcount == 1]
         existing: set[str] = set()
         with self.engine.begin() as c:
-            for chunk in _chunks(list(set(ids)), 500):
-                existing.update(r[0] for r in c.execute(
-                    sa.select(t.events.c.event_id).where(t.events.c.event_id.in_(chunk))))
+            for chunk in _chunks(list({r["event_id"] for r in rows}), 500):
+                existing.update(r[0] for r in c.execute(self._sel_ids, {"ids": chunk}))
             fresh: list[bool] = []
-            rows: list[dict[str, Any]] = []
-            seen = set(existing)
-            for e in events:
-                if e.id in seen:
+            new_rows: list[dict[str, Any]] = []
+            seen = existing
+            for r in rows:
+                if r["event_id"] in seen:
                     fresh.append(False)
                     continue
-                seen.add(e.id)
+                seen.add(r["event_id"])
                 fresh.append(True)
-                rows.append({"event_id": e.id, "ts_ms": e.ts_ms, "type": e.type, "user_id": e.user,
-                             "body": json.dumps(e.to_dict(), separators=(",", ":")),
-                             "received_at": received_at, "key_id": key_id})
-            if rows:
+                new_rows.append(r)
+            if new_rows:
                 # ON CONFLICT DO NOTHING guards against another replica inserting the same id meanwhile
-                c.execute(self._insert(t.events).on_conflict_do_nothing(index_elements=["event_id"]), rows)
+                c.execute(self._ins_event, new_rows)
         return fresh
 
     def iter_events(self, *, since_ms: int | None = None, until_ms: int | None = None,
