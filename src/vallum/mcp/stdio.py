@@ -19,7 +19,7 @@ from typing import BinaryIO
 from vallum.mcp.session import McpSession, Outcome
 
 #: seconds the server may take to exit after its stdin closed, before it is terminated
-EXIT_GRACE = 5.0
+EXIT_GRACE = 10.0
 #: seconds requests in flight may still take to be answered after the client closed its stdin
 PENDING_GRACE = 30.0
 
