@@ -18,7 +18,6 @@ import socket
 import statistics
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from pathlib import Path
@@ -96,39 +95,53 @@ def bench_ingest(url: str, events: list[Event], batch: int = 500) -> dict:
 
 
 def bench_decide(n: int, tmp: Path) -> dict:
+    """p99 of POST /api/v1/decide against `vallum serve` in its own process (the client is not
+    competing with the server for the GIL)."""
+    import subprocess
+
     import httpx
-    import uvicorn
 
-    from vallum.api.app import create_app
+    from vallum.storage import open_store
 
-    cfg = Config(data_dir=str(tmp / "decide"))
-    app = create_app(cfg)
-    _kid, key = app.state.behaviour.store.create_key()
+    url = f"sqlite:///{tmp / 'decide.db'}"
+    st = open_store(url)
+    _kid, key = st.create_key("bench")
+    st.close()
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    th = threading.Thread(target=server.run, daemon=True)
-    th.start()
-    while not server.started:
-        time.sleep(0.02)
+    proc = subprocess.Popen([sys.executable, "-m", "vallum", "serve", "--listen", f"127.0.0.1:{port}", "--store", url,
+                             "--log-level", "warning"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     lat = []
-    now = time.time()
-    rng = random.Random(3)
-    with httpx.Client(base_url=f"http://127.0.0.1:{port}", headers={"Authorization": f"Bearer {key}"},
-                      trust_env=False) as c:
-        for i in range(n + 50):
-            ev = {"type": rng.choice(["llm.request", "auth.login", "tool.call"]), "ts": format_ts(now + i * 0.001),
-                  "user": f"user{rng.randint(0, 300)}", "ip": f"81.2.69.{rng.randint(1, 250)}",
-                  "user_agent": UAS[i % 3], "attrs": {"cost_usd": 0.001, "gen_ai.tool.name": "search"}}
-            t = time.perf_counter()
-            r = c.post("/api/v1/decide", json=ev)
-            el = time.perf_counter() - t
-            assert r.status_code == 200, r.text
-            if i >= 50:  # warm-up
-                lat.append(el * 1000)
-    server.should_exit = True
-    th.join(timeout=10)
+    try:
+        deadline = time.time() + 60
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/api/v1/health", trust_env=False).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.time() > deadline:
+                raise RuntimeError("vallum serve did not start")
+            time.sleep(0.1)
+        now = time.time()
+        rng = random.Random(3)
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", headers={"Authorization": f"Bearer {key}"},
+                          trust_env=False) as c:
+            for i in range(n + 50):
+                ev = {"type": rng.choice(["llm.request", "auth.login", "tool.call"]),
+                      "ts": format_ts(now + i * 0.001), "user": f"user{rng.randint(0, 300)}",
+                      "ip": f"81.2.69.{rng.randint(1, 250)}", "user_agent": UAS[i % 3],
+                      "attrs": {"cost_usd": 0.001, "gen_ai.tool.name": "search"}}
+                t = time.perf_counter()
+                r = c.post("/api/v1/decide", json=ev)
+                el = time.perf_counter() - t
+                assert r.status_code == 200, r.text
+                if i >= 50:  # warm-up
+                    lat.append(el * 1000)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
     lat.sort()
     return {"requests": n, "p50_ms": round(statistics.median(lat), 2),
             "p99_ms": round(lat[int(len(lat) * 0.99) - 1], 2), "max_ms": round(lat[-1], 2)}
