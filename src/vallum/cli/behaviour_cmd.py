@@ -112,7 +112,7 @@ def serve(
         raise fail(f"--listen {addr!r}: expected HOST:PORT") from None
     host = host.strip("[]") or "127.0.0.1"
     try:
-        app = create_app(cfg, extra_routes=_optional_routes(cfg))
+        app = create_app(cfg, extra_routes=_optional_routes(cfg), lifespan_hooks=[_warm_inspector(cfg)])
     except StoreError as exc:
         raise fail(str(exc)) from None
     typer.echo(f"vallum API listening on http://{addr}  (store: {app.state.behaviour.store.dialect})")
@@ -131,6 +131,25 @@ def _print_console_login(app, addr: str) -> None:  # type: ignore[no-untyped-def
     typer.echo(f"  console:      http://{addr}/")
     if creds is not None:
         typer.echo(f"  console first login (shown once): user {creds.username}  password {creds.password}")
+
+
+def _warm_inspector(cfg: Config):  # type: ignore[no-untyped-def]
+    """Compile the detection rule set in the background so the first POST /api/v1/scan is fast."""
+    import contextlib
+    import threading
+
+    @contextlib.asynccontextmanager
+    async def hook(app):  # type: ignore[no-untyped-def]
+        def warm() -> None:
+            from vallum.detection.pipeline import get_inspector
+
+            with contextlib.suppress(Exception):  # a bad rule file is reported by the scan route itself
+                get_inspector(cfg)
+
+        threading.Thread(target=warm, name="vallum-inspector-warmup", daemon=True).start()
+        yield
+
+    return lambda app: hook(app)
 
 
 def _optional_routes(cfg: Config) -> list:  # type: ignore[type-arg]
