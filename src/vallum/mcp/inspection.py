@@ -146,6 +146,27 @@ def result_texts(result: Any) -> Iterator[tuple[str, str]]:
                 yield path, text
 
 
+def content_texts(method: str, result: Any) -> Iterator[tuple[str, str]]:
+    """Texts entering the agent's context from other results: `resources/read` contents and
+    `prompts/get` messages (the text of each, and of embedded resources)."""
+    if not isinstance(result, dict):
+        return
+    if method == "resources/read" and isinstance(result.get("contents"), list):
+        for i, c in enumerate(result["contents"]):
+            if isinstance(c, dict) and isinstance(c.get("text"), str):
+                yield f"result.contents[{i}].text", c["text"]
+    if method == "prompts/get" and isinstance(result.get("messages"), list):
+        for i, m in enumerate(result["messages"]):
+            content = m.get("content") if isinstance(m, dict) else None
+            for j, item in enumerate(content if isinstance(content, list) else [content]):
+                if isinstance(item, dict):
+                    if isinstance(item.get("text"), str):
+                        yield f"result.messages[{i}].content[{j}].text", item["text"]
+                    res = item.get("resource")
+                    if isinstance(res, dict) and isinstance(res.get("text"), str):
+                        yield f"result.messages[{i}].content[{j}].resource.text", res["text"]
+
+
 def _quoted(text: str, evidence: str) -> bool:
     """Whether every occurrence of `evidence` in `text` sits inside quotation marks."""
     if not evidence or evidence.endswith("..."):
@@ -169,11 +190,14 @@ def _quoted(text: str, evidence: str) -> bool:
     return True
 
 
-def result_findings(inspector: Inspector, result: Any, quoted_action: str = "warn") -> list[Finding]:
-    """Injection (and credentials, reported as such) in a tool result; an injection quoted in
-    prose (a security article citing an attack) gets `quoted_action` instead of block."""
+def result_findings(inspector: Inspector, result: Any, quoted_action: str = "warn",
+                    method: str = "tools/call") -> list[Finding]:
+    """Injection (and credentials, reported as such) in a tool result (or a `resources/read` /
+    `prompts/get` result); an injection quoted in prose (a security article citing an attack)
+    gets `quoted_action` instead of block."""
     findings: list[Finding] = []
-    for loc, text in result_texts(result):
+    texts = result_texts(result) if method == "tools/call" else content_texts(method, result)
+    for loc, text in texts:
         for f in inspector.inspect_text(text, direction="inbound", location=loc):
             if (f.category == "injection" and f.action is Action.BLOCK and quoted_action != "block"
                     and not f.decoded and _quoted(text, f.evidence)):

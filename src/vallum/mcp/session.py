@@ -568,7 +568,37 @@ class McpSession:
             return self._tools_list_result(msg, pending, now)
         if pending.method == "tools/call":
             return self._tool_result(msg, pending, now)
+        if pending.method in ("resources/read", "prompts/get"):
+            return self._content_result(msg, pending, now)
         return Outcome(to_client=[msg.encode()])
+
+    def _content_result(self, msg: Message, pending: PendingRequest, now: float) -> Outcome:
+        """A `resources/read` or `prompts/get` result: injection scan like a tool result; a block
+        answers error -32001 instead, a warn passes with the decision in `_meta`."""
+        result = msg.obj.get("result")
+        if not self.server.config.scan_results:
+            return Outcome(to_client=[msg.encode()])
+        findings = result_findings(self.inspector, result, self.server.config.quoted_injection, pending.method)
+        target = pending.params.get("uri") or pending.params.get("name")
+        action, ok = self._record(now, "response", findings,
+                                  destination=f"{self.server.name}/{target}" if isinstance(target, str) else None,
+                                  extra={"method": pending.method})
+        if not ok and action is not Action.BLOCK:
+            findings.append(Finding(rule="vallum.sink_refused", category="protocol", severity="high",
+                                    action=Action.BLOCK,
+                                    message="the decision could not be recorded; blocked (fail closed)"))
+            action = Action.BLOCK
+        if action is Action.BLOCK:
+            req = Message({"jsonrpc": "2.0", "id": msg.id, "method": pending.method, "params": pending.params},
+                          "request")
+            return Outcome(to_client=[self.blocked_reply(req, findings, "content withheld")], findings=findings,
+                           action=action)
+        if action is Action.WARN and isinstance(result, dict):
+            meta = dict(result.get("_meta") or {}) if isinstance(result.get("_meta"), dict) else {}
+            meta["vallum/decision"] = self._decision_meta(findings, action, uuid.uuid4().hex[:16])
+            new = {**msg.obj, "result": {**result, "_meta": meta}}
+            return Outcome(to_client=[msg.replace(new).encode()], findings=findings, action=action)
+        return Outcome(to_client=[msg.encode()], findings=findings, action=action)
 
     def _by_shape(self, msg: Message, now: float) -> Outcome:
         result = msg.obj.get("result") if isinstance(msg.obj, dict) else None
