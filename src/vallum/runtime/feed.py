@@ -56,8 +56,11 @@ def events_for(record: DecisionRecord) -> list[dict[str, Any]]:
             base[k] = v
     top = next((f for f in record.findings if str(f.action) == record.action), None) or (
         record.findings[0] if record.findings else None)
+    # a denial caused by the principal's own posture is not new evidence against it
+    denied = record.action == "block" and bool(record.findings) and all(
+        f.rule.startswith(("behaviour.", "identity.")) for f in record.findings)
     attrs: dict[str, Any] = {
-        "action": record.action,
+        "action": "denied" if denied else record.action,
         "transport": record.transport,
         "direction": record.direction,
         "guard_score": round(guard_score(record), 3),

@@ -46,6 +46,17 @@ from vallum.runtime.sinks import build_decision_sink, close_sink
 log = logging.getLogger("vallum.runtime")
 
 
+LOOP_RULES = Path(__file__).parent / "rules" / "loop.yaml"
+
+
+def with_loop_rules(config: Config) -> Config:
+    """The config the behaviour service runs with: the loop's rule file added to behaviour.rule_files."""
+    if str(LOOP_RULES) in config.behaviour.rule_files:
+        return config
+    b = config.behaviour.model_copy(update={"rule_files": [str(LOOP_RULES), *config.behaviour.rule_files]})
+    return config.model_copy(update={"behaviour": b})
+
+
 class StartupError(Exception):
     """The stack cannot start (bad config, a port in use, store/audit/Redis unavailable)."""
 
@@ -209,7 +220,7 @@ class Stack:
         cache = DecisionCache()
         listener = ChangeListener(cache, threat, shared.publish if shared is not None else None)
         try:
-            svc = BehaviourService(cfg, sink=FanoutSink(self._audit, listener))
+            svc = BehaviourService(with_loop_rules(cfg), sink=FanoutSink(self._audit, listener))
         except StoreError as exc:
             raise StartupError(str(exc)) from None
         cache.lookup = engine_lookup(svc.engine)
