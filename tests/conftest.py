@@ -6,6 +6,12 @@ import os
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
+
+# CI and developer machines are small and shared: wall-clock limits in property tests only produce
+# flakes. Tests that need more or fewer examples say so themselves.
+settings.register_profile("vallum", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("vallum")
 
 ROOT = Path(__file__).resolve().parent.parent
 OUTPUT = ROOT / "test-output"
