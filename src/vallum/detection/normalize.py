@@ -159,7 +159,7 @@ _MARK_BLOCKS = ((0x0300, 0x036F), (0x1AB0, 0x1AFF), (0x1DC0, 0x1DFF), (0x20D0, 0
 _KEEP_PREFIXES = ("CJK", "HIRAGANA", "KATAKANA", "HANGUL", "IDEOGRAPHIC", "KANGXI", "BOPOMOFO", "HALFWIDTH")
 _EXTRA_LATIN = {"æ": "ae", "œ": "oe", "ø": "o", "đ": "d", "ł": "l", "ħ": "h", "ŧ": "t", "ð": "d", "þ": "th",
                 "Æ": "ae", "Œ": "oe", "Ø": "o", "Đ": "d", "Ł": "l", "Ħ": "h", "Ŧ": "t", "Ð": "d", "Þ": "th",
-                "ı": "i", "ĸ": "k", "ſ": "s"}
+                "ı": "i", "ĸ": "k", "ſ": "s", "ß": "ss", "ẞ": "ss"}
 _INVISIBLE_EXTRA = (0x115F, 0x1160, 0x3164, 0xFFA0, 0x034F, 0x17B4, 0x17B5, 0x180B, 0x180C, 0x180D, 0x180F)
 
 
@@ -264,19 +264,29 @@ def _normalize_unicode(text: str) -> str:
     table, conditional, cond_re, mixed_re, word_re = _tables()
     s = unicodedata.normalize("NFKC", text)
     if cond_re.search(s):
-        s = _fold_confusable_words(s, conditional, mixed_re, word_re)
+        # to a fixed point: folding a mixed word can make the text mostly Latin, which decides
+        # the all-lookalike words; iterating keeps normalisation idempotent
+        for _ in range(4):
+            folded = _fold_confusable_words(s, table, conditional, mixed_re, word_re)
+            if folded == s:
+                break
+            s = folded
     s = s.casefold()
     s = s.translate(table)
     # casefold/translate can expose new compositions (e.g. "i" + U+0307 from "İ"); marks are gone
     return s
 
 
-def _fold_confusable_words(s: str, conditional: dict[str, str], mixed_re: re.Pattern[str],
-                           word_re: re.Pattern[str]) -> str:
-    b = s.encode("utf-8", "surrogatepass")
-    ascii_bytes = len(b.translate(None, _HIGH_BYTES))
+def _fold_confusable_words(s: str, table: dict[int, str | None], conditional: dict[str, str],
+                           mixed_re: re.Pattern[str], word_re: re.Pattern[str]) -> str:
+    # counted after accents are stripped (so "À" counts as Latin, as it will once normalised),
+    # and with digits/@/$ on the Latin side (leet folding turns them into letters later)
+    t = s.translate(table)
+    b = t.encode("utf-8", "surrogatepass")
+    latin_like = len(b) - len(b.translate(None, _ASCII_TOKEN_BYTES))
     ascii_letters = len(b) - len(b.translate(None, _ASCII_LETTERS))
-    latin_dominant = ascii_letters >= len(s) - ascii_bytes
+    other_letters = len(_LETTER.findall(t)) - ascii_letters
+    latin_dominant = latin_like >= other_letters
     if not latin_dominant and not mixed_re.search(s):
         return s
 
@@ -292,7 +302,8 @@ def _fold_confusable_words(s: str, conditional: dict[str, str], mixed_re: re.Pat
     return word_re.sub(fold, s)
 
 
-_HIGH_BYTES = bytes(range(0x80, 0x100))
+_ASCII_TOKEN_BYTES = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789@$"
+_LETTER = re.compile(r"[^\W\d_]")
 _ASCII_LETTERS = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
 
