@@ -18,7 +18,7 @@ from vallum.mcp.shell import brace_expand, expand_commands, expand_params, norma
 json_leaf = st.none() | st.booleans() | st.integers() | st.text(max_size=20)
 json_value = st.recursive(json_leaf, lambda c: st.lists(c, max_size=4) | st.dictionaries(st.text(max_size=8), c,
                                                                                          max_size=4), max_leaves=20)
-FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FAST = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 @FAST

@@ -351,7 +351,7 @@ def test_random_sessions_never_hit_an_internal_error(inspector: Any) -> None:
     step = st.one_of(st.tuples(st.just("c"), client_msg), st.tuples(st.just("s"), server_msg),
                      st.tuples(st.sampled_from(["c", "s"]), raw))
 
-    @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
     @given(st.lists(step, max_size=8))
     def run(steps: list[Any]) -> None:
         s = McpSession(make_ctx(inspector))
