@@ -132,3 +132,10 @@ def test_ascii_output_is_lowercase_and_bounded(text):
 def test_hidden_payloads_never_crash(text):
     for p in hidden_payloads(text):
         assert p.strip()
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.text(alphabet="aeopcxyignrАЕОРСХУаеорсхуіІиλο0134578@$ .-_\u200b\u0301Àß", max_size=60))
+def test_idempotent_on_evasion_alphabet(text):
+    once = N(text)
+    assert N(once) == once

@@ -232,8 +232,10 @@ def _tables() -> tuple[dict[int, str | None], dict[str, str], re.Pattern[str], r
     cond_class = "".join(re.escape(c) for c in sorted(conditional))
     latin = "a-zA-Z" + "".join(re.escape(chr(cp)) for cp in range(0xC0, 0x250) if chr(cp).isalpha())
     cond_re = re.compile(f"[{cond_class}]")
-    mixed_re = re.compile(f"[{latin}][^\\W\\d_{latin}]|[^\\W\\d_{latin}][{latin}]")
-    word_re = re.compile(r"[^\W\d_]+")
+    # a Latin letter (or a digit/@/$ that leet folding may join to one) next to another script
+    mixed_re = re.compile(f"[{latin}0-9@$][^\\W\\d_{latin}]|[^\\W\\d_{latin}][{latin}0-9@$]")
+    # words as leet folding will see them: digits, @ and $ join letters into one word
+    word_re = re.compile(r"(?:[^\W_]|[@$])+")
     return table, conditional, cond_re, mixed_re, word_re
 
 
@@ -260,10 +262,18 @@ def _ascii_target(key: str, entries: list[dict[str, str]]) -> str | None:
 _SMALL_CAPITAL = re.compile(r"LATIN (?:LETTER SMALL CAPITAL|SMALL CAPITAL LETTER) ([A-Z])$")
 
 
+@lru_cache(maxsize=1)
+def _invisible_table() -> dict[int, None]:
+    table = _tables()[0]
+    return {cp: None for cp, v in table.items() if v is None}
+
+
 def _normalize_unicode(text: str) -> str:
     table, conditional, cond_re, mixed_re, word_re = _tables()
     s = unicodedata.normalize("NFKC", text)
     if cond_re.search(s):
+        # invisible characters must not split (or hide) a word before deciding how to fold it
+        s = s.translate(_invisible_table())
         # to a fixed point: folding a mixed word can make the text mostly Latin, which decides
         # the all-lookalike words; iterating keeps normalisation idempotent
         for _ in range(4):
@@ -294,8 +304,9 @@ def _fold_confusable_words(s: str, table: dict[int, str | None], conditional: di
         w = m.group(0)
         if not any(c in conditional for c in w):
             return w
-        has_latin = any(c.isascii() or unicodedata.name(c, "").startswith("LATIN") for c in w)
-        if has_latin or (latin_dominant and all(c in conditional for c in w)):
+        has_latin = any((c.isascii() and c.isalpha()) or unicodedata.name(c, "").startswith("LATIN") for c in w)
+        letters = [c for c in w if c.isalpha()]
+        if has_latin or (latin_dominant and all(c in conditional for c in letters)):
             return "".join(conditional.get(c, c) for c in w)
         return w
 
