@@ -152,6 +152,8 @@ def test_mcp_scan_tools_and_configs(tmp_path: Path) -> None:
     assert scan([POISONED]).exit_code == 1
     r = scan([HONEST])
     assert r.exit_code == 0 and "echo" in r.stdout
+    r = scan([POISONED])
+    assert "tools[notes].description" in r.stdout  # locations are printed literally (no markup)
     claude = {"mcpServers": {
         "fs": {"command": "npx", "args": ["-y", "@modelcontextprotocol/server-filesystem", "/tmp"]},
         "remote": {"type": "http", "url": "https://mcp.example.com/mcp"},

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import itertools
 import json
 import time
@@ -261,8 +262,12 @@ class McpHttpApp:
     """The ASGI app of `vallum mcp serve`."""
 
     def __init__(self, ctx: ServerContext, *, path: str = "/mcp", upstream: str | None = None,
-                 headers: dict[str, str] | None = None, mux: StdioMux | None = None) -> None:
+                 headers: dict[str, str] | None = None, mux: StdioMux | None = None,
+                 principal_resolver: Callable[[str, list[tuple[bytes, bytes]]], Principal] | None = None) -> None:
         self.ctx = ctx
+        #: (client ip, headers) → who is behind a new session (`vallum run`: a trusted sidecar's
+        #: X-Vallum-Principal); None = the session and client address only
+        self.principal_resolver = principal_resolver
         self.path = path.rstrip("/") or "/"
         self.upstream_url = upstream
         self.upstream_headers = headers or {}
@@ -399,8 +404,12 @@ class McpHttpApp:
             await _send_json(send, 404, jsonrpc.error_response(None, -32600, "unknown or expired session"))
             return
         client = scope.get("client") or (None, None)
-        ds, ephemeral = self._downstream(key, Principal(session=None if key.startswith("anon:") else key,
-                                                        ip=client[0], source="mcp_session"))
+        principal = Principal(session=None if key.startswith("anon:") else key, ip=client[0], source="mcp_session")
+        if self.principal_resolver is not None:
+            known = self.principal_resolver(client[0] or "", list(scope["headers"]))
+            if known.is_known:
+                principal = dataclasses.replace(known, session=principal.session or known.session)
+        ds, ephemeral = self._downstream(key, principal)
         try:
             await self._exchange(ds, key, parsed, body, headers, send)
         finally:

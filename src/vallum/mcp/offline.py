@@ -180,20 +180,22 @@ def scan_document(inspector: Inspector, raw: bytes | str) -> ScanReport:
 def print_report(report: ScanReport) -> None:
     """A human-readable report on standard output."""
     from rich.console import Console
+    from rich.markup import escape
 
     console = Console()
     colour = {"allow": "green", "warn": "yellow", "block": "red"}
     if report.kind == "tools":
         console.print(f"{len(report.tools)} tool(s)")
         for t in report.tools:
-            console.print(f"  [{colour[t.action]}]{t.action.upper():5}[/] {t.name}")
+            console.print(f"  [{colour[t.action]}]{t.action.upper():5}[/] {escape(t.name)}")
             for f in t.findings:
-                console.print(f"        {f.rule} ({f.category}, {f.action}) at {f.location}: {f.evidence}")
+                console.print(escape(f"        {f.rule} ({f.category}, {f.action}) at {f.location}: {f.evidence}"))
     else:
         console.print(f"{len(report.servers)} server(s)")
         for s in report.servers:
-            console.print(f"  [{colour[s.action]}]{s.action.upper():5}[/] {s.name} [{s.transport}] {s.target}")
+            console.print(f"  [{colour[s.action]}]{s.action.upper():5}[/] "
+                          + escape(f"{s.name} [{s.transport}] {s.target}"))
             for f in s.findings:
-                console.print(f"        {f.rule} ({f.category}, {f.action}) at {f.location}: {f.evidence}")
+                console.print(escape(f"        {f.rule} ({f.category}, {f.action}) at {f.location}: {f.evidence}"))
         console.print("[dim]tool definitions are not in a client config; scan a saved tools/list to check them[/]")
     console.print(f"[bold {colour[report.action]}]{report.action.upper()}[/]")
