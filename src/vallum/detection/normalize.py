@@ -281,9 +281,14 @@ def _normalize_unicode(text: str) -> str:
             if folded == s:
                 break
             s = folded
-    s = s.casefold()
-    s = s.translate(table)
-    # casefold/translate can expose new compositions (e.g. "i" + U+0307 from "İ"); marks are gone
+    s = s.casefold().translate(table)
+    # casefolding can create lookalikes (U+0345 → Greek iota); fold them as a second pass would
+    if cond_re.search(s):
+        for _ in range(4):
+            folded = _fold_confusable_words(s, table, conditional, mixed_re, word_re)
+            if folded == s:
+                break
+            s = folded
     return s
 
 
