@@ -118,3 +118,67 @@ def audit_entries(audit_dir: Path) -> list[dict[str, Any]]:
             if line.strip():
                 out.append(json.loads(line))
     return out
+
+
+class StackThread:
+    """A `vallum.runtime.Stack` running in its own event loop thread (for sync tests)."""
+
+    def __init__(self, config: Any) -> None:
+        import asyncio
+
+        from vallum.runtime.stack import Stack
+
+        self.config = config
+        self.loop = asyncio.new_event_loop()
+        self.stack = Stack(config)
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+
+    def __enter__(self) -> StackThread:
+        import asyncio
+
+        self.thread.start()
+        self.services = asyncio.run_coroutine_threadsafe(self.stack.start(), self.loop).result(120)
+        return self
+
+    def call(self, coro: Any, timeout: float = 60.0) -> Any:
+        import asyncio
+
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def flush(self) -> None:
+        """Deliver queued behaviour events and wait until they are scored."""
+        self.call(self.services.feed.flush())
+        self.call(self.services.behaviour.flush())
+
+    @property
+    def proxy(self) -> str:
+        return str(self.stack.listen["proxy"])
+
+    @property
+    def api(self) -> str:
+        return str(self.stack.listen["console"])
+
+    def __exit__(self, *exc: Any) -> None:
+        try:
+            self.call(self.stack.stop(), 120)
+        finally:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self.thread.join(10)
+
+
+def make_config(data_dir: Path, up_port: int, **extra: Any) -> Any:
+    from vallum.config.schema import Config
+
+    raw: dict[str, Any] = {
+        "data_dir": str(data_dir),
+        "proxy": {"listen": "127.0.0.1:0"},
+        "console": {"listen": "127.0.0.1:0"},
+        "egress": {"allow_private": [f"127.0.0.1:{up_port}"]},
+        "identity": {"trusted_header_cidrs": ["127.0.0.1/32"]},
+    }
+    for k, v in extra.items():
+        if isinstance(v, dict) and isinstance(raw.get(k), dict):
+            raw[k] = {**raw[k], **v}
+        else:
+            raw[k] = v
+    return Config.model_validate(raw)

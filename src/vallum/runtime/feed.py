@@ -59,8 +59,11 @@ def events_for(record: DecisionRecord) -> list[dict[str, Any]]:
     # a denial caused by the principal's own posture is not new evidence against it
     denied = record.action == "block" and bool(record.findings) and all(
         f.rule.startswith(("behaviour.", "identity.")) for f in record.findings)
+    action = "denied" if denied else record.action
+    if action == "block" and record.direction == "tools_list":
+        action = "withheld"  # a poisoned server's list is not the principal's doing
     attrs: dict[str, Any] = {
-        "action": "denied" if denied else record.action,
+        "action": action,
         "transport": record.transport,
         "direction": record.direction,
         "guard_score": round(guard_score(record), 3),

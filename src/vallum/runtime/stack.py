@@ -252,7 +252,7 @@ class Stack:
             await p.start(sock=self._sockets[f"listener:{i}"])
             services.proxies.append(p)
             self.listen[f"listener:{lst.agent or lst.user}"] = _addr(self._sockets[f"listener:{i}"])
-        await self._start_mcp(cfg, sink, gate)
+        await self._start_mcp(cfg, sink, gate, identity)
         services.listen = dict(self.listen)
         return services
 
@@ -268,7 +268,8 @@ class Stack:
         self._servers.append((server, task))
         self.listen[key] = _addr(sock)
 
-    async def _start_mcp(self, cfg: Config, sink: DecisionSink, gate: PrincipalGate) -> None:
+    async def _start_mcp(self, cfg: Config, sink: DecisionSink, gate: PrincipalGate,
+                         identity: IdentityResolver) -> None:
         servers = {n: s for n, s in cfg.mcp.servers.items() if s.listen}
         if not servers:
             return
@@ -287,7 +288,8 @@ class Stack:
                     await mux.start()
                 except OSError as exc:
                     raise StartupError(f"mcp.servers.{name}: cannot start {s.command[0]}: {exc}") from None
-            app = McpHttpApp(ctx, path=s.path, upstream=s.upstream or None, mux=mux)
+            app = McpHttpApp(ctx, path=s.path, upstream=s.upstream or None, mux=mux,
+                             principal_resolver=identity.resolver())
             self._mcp_apps.append(app)
             await self._serve(app, self._sockets[f"mcp:{name}"], f"mcp:{name}")
 
