@@ -222,3 +222,15 @@ def test_audit_mode_records_sni_mismatch_but_keeps_the_tunnel(harness, tls_upstr
     assert data.startswith(b"HTTP/1.1 200") and data.endswith(b"hello from upstream")
     rec = [r for r in p.sink.records if r.transport == "egress.connect"][-1]
     assert rec.action == "warn" and "egress.sni_mismatch" in rec.rules
+
+
+def test_absolute_form_https_request_is_fetched_over_verified_tls(harness, tls_upstream, test_ca):
+    from egress_support import raw_request
+
+    resolver = FakeResolver({HOST: ["127.0.0.1"]})
+    p = harness.proxy({"egress": {"tls": {"upstream_ca_file": str(ca_file(test_ca))}}}, resolver=resolver,
+                      connector=RefusingConnector())
+    out = raw_request(p.port, f"GET https://{HOST}:{tls_upstream.port}/hello HTTP/1.1\r\nHost: {HOST}\r\n"
+                              "Connection: close\r\n\r\n".encode())
+    assert out.startswith(b"HTTP/1.1 200") and out.endswith(b"hello from upstream")
+    assert p.sink.records[-1].destination == f"https://{HOST}:{tls_upstream.port}/hello"
