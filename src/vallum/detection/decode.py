@@ -176,12 +176,11 @@ def _decode_run(cand: bytes, budget: int) -> Iterator[tuple[tuple[str, ...], str
     body = cand.rstrip(b"=")
     if not body:
         return
-    if len(body) % 2 == 0 and _HEX.issuperset(body):
-        raw = binascii.unhexlify(body)
-        got = list(_bytes_to_text(raw, ("hex",), budget))
-        if got:
-            yield from got
-            return
+    if _HEX.issuperset(body):
+        # hashes, ids and numbers: hex or nothing (as base64 a hex-alphabet run is never text)
+        if len(body) % 2 == 0:
+            yield from _bytes_to_text(binascii.unhexlify(body), ("hex",), budget)
+        return
     if _B32.issuperset(cand) and len(body) >= MIN_RUN and not body.isdigit():
         padded = body + b"=" * (-len(body) % 8)
         try:
@@ -232,7 +231,7 @@ def _decompress(raw: bytes, budget: int) -> tuple[str, bytes] | None:
         got = _inflate(raw, zlib.MAX_WBITS, limit, "deflate")
         if got is not None:
             return got
-    if not _printable_share_ok(raw):
+    if len(raw) >= 24 and not _printable_share_ok(raw):
         return _inflate(raw, -zlib.MAX_WBITS, limit, "deflate")
     return None
 
