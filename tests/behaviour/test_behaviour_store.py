@@ -144,3 +144,10 @@ def test_bad_store_url_is_a_clear_error(tmp_path):
 
     with pytest.raises(StoreError, match="cannot"):
         open_store("postgresql://nobody@127.0.0.1:1/none?connect_timeout=1")
+
+
+def test_single_event_insert_reports_freshness(store):
+    # the one-event path (POST /decide) uses INSERT … RETURNING; both backends must agree
+    assert store.insert_events([ev(0, eid="solo")], key_id=None, received_at=1.0) == [True]
+    assert store.insert_events([ev(1, eid="solo")], key_id=None, received_at=1.0) == [False]
+    assert store.count_events() == 1

@@ -259,6 +259,9 @@ class RiskEngine:
         return self.entities.get((kind, eid))
 
     def _link(self, a: EntityState, b: EntityState) -> None:
+        mine = a.links.get(b.kind)
+        if mine is not None and b.id in mine:
+            return  # already linked (the common case): links are symmetric
         a.links.setdefault(b.kind, set()).add(b.id)
         b.links.setdefault(a.kind, set()).add(a.id)
 

@@ -69,6 +69,8 @@ class Store:
             raise StoreError(f"cannot open store {_redact_url(url)}: {exc}") from None
         # statements of the ingestion hot path, built once (SQLAlchemy then reuses their compilation)
         self._ins_event = self._insert(t.events).on_conflict_do_nothing(index_elements=["event_id"])
+        self._ins_event_one = self._insert(t.events).on_conflict_do_nothing(
+            index_elements=["event_id"]).returning(t.events.c.event_id)
         self._sel_ids = sa.select(t.events.c.event_id).where(
             t.events.c.event_id.in_(sa.bindparam("ids", expanding=True)))
 
@@ -166,9 +168,9 @@ class Store:
                  "body": json.dumps(e.to_dict(), separators=(",", ":")), "received_at": received_at,
                  "key_id": key_id} for e in events]
         if len(rows) == 1:
-            # one event (POST /decide): ON CONFLICT DO NOTHING's row count says whether it was new
+            # one event (POST /decide): RETURNING yields a row only when it was inserted
             with self.engine.begin() as c:
-                return [c.execute(self._ins_event, rows[0]).rowcount == 1]
+                return [c.execute(self._ins_event_one, rows[0]).first() is not None]
         existing: set[str] = set()
         with self.engine.begin() as c:
             for chunk in _chunks(list({r["event_id"] for r in rows}), 500):
