@@ -107,9 +107,7 @@ def test_cli_proxy_serves_and_reloads_on_sighup(harness, tmp_path):
     port = free_port()
     env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
     env["VALLUM_REGEX_ENGINE"] = os.environ.get("VALLUM_TEST_ENGINE", "re")
-    # the CLI's own entry point, with the test support imported first (interim detector stand-ins)
-    boot = (f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); import egress_support; "
-            "from vallum.cli.main import main; main()")
+    boot = "from vallum.cli.main import main; main()"  # the console script's entry point
     proc = subprocess.Popen([sys.executable, "-c", boot, "proxy", "--listen", f"127.0.0.1:{port}", "--config",
                              str(cfg)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:
@@ -142,8 +140,7 @@ def test_cli_proxy_with_two_workers(harness, tmp_path):
     port = free_port()
     env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
     env["VALLUM_REGEX_ENGINE"] = os.environ.get("VALLUM_TEST_ENGINE", "re")
-    env["PYTHONPATH"] = str(Path(__file__).parent) + os.pathsep + env.get("PYTHONPATH", "")
-    boot = "import egress_support; from vallum.cli.main import main; main()"
+    boot = "from vallum.cli.main import main; main()"
     proc = subprocess.Popen([sys.executable, "-c", boot, "proxy", "--listen", f"127.0.0.1:{port}", "--config",
                              str(cfg)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:
