@@ -370,8 +370,9 @@ async def patch_rule(request: Request) -> Response:
     if weight is not None and bad_weight:
         raise ApiError(400, "weight must be a number 0..100")
     await svc.call(svc.set_rule_setting_sync, rid, enabled=enabled, weight=weight)
+    rule = svc.engine.ruleset.rule(rid)
     return JSONResponse({"rule": rid, "enabled": rid not in svc.engine.disabled,
-                         "weight": svc.engine.weights.get(rid, svc.engine.ruleset.rule(rid).weight)})
+                         "weight": svc.engine.weights.get(rid, rule.weight if rule else 0.0)})
 
 
 async def post_backtest(request: Request) -> Response:

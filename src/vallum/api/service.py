@@ -230,8 +230,8 @@ class BehaviourService:
 
     # ------------------------------------------------------------------ persistence & notifications
     def _persist(self, result: IngestResult, *, notify: bool) -> None:
-        decisions = []
-        history = []
+        decisions: list[dict[str, Any]] = []
+        history: list[dict[str, Any]] = []
         for ch in result.changes:
             d = ch.decision
             decisions.append({"entity_type": d.entity_type, "entity_id": d.entity_id, "action": d.action,
@@ -242,8 +242,8 @@ class BehaviourService:
                  "weight": h.weight, "detail": h.detail, "event_id": h.event_id} for h in result.hits]
         # keep only the last row per entity for the upsert (one statement may not touch a row twice)
         last: dict[tuple[str, str], dict[str, Any]] = {}
-        for d in decisions:
-            last[(d["entity_type"], d["entity_id"])] = d
+        for row in decisions:
+            last[(row["entity_type"], row["entity_id"])] = row
         self.store.save_decisions(list(last.values()), history, hits)
         now = time.time()
         for ch in result.changes:

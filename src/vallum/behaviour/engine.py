@@ -456,9 +456,9 @@ class RiskEngine:
         for kind in uses:
             if kind in act:
                 continue
-            st = states.get(kind)
-            if st is not None:
-                act[kind] = self._entity_map(st, base.get(kind), now, attr_uses.get(kind))
+            kst = states.get(kind)
+            if kst is not None:
+                act[kind] = self._entity_map(kst, base.get(kind), now, attr_uses.get(kind))
         present = states.keys()
         env_act = cel_env().Activation(act)
         touched: set[tuple[str, str]] = set()
@@ -488,8 +488,8 @@ class RiskEngine:
                     self._rule_error(rule, str(out), result)
                 else:
                     self._rule_error(rule, f"expression returned {out!r}, not a boolean", result)
-        for k in touched:
-            self._redecide(self.entities[k], result)
+        for tkey in touched:
+            self._redecide(self.entities[tkey], result)
 
     def _rule_error(self, rule: Rule, msg: str, result: IngestResult) -> None:
         # missing keys are the normal way a rule does not apply (e.g. no ip on the event)
@@ -818,8 +818,8 @@ class RiskEngine:
             for ph, u in list(self.flagged_prompts.items()):
                 if u == user:
                     del self.flagged_prompts[ph]
-            for cid, (u, _s) in list(self.flagged_conversations.items()):
-                if u == user:
+            for cid, (fu, _s) in list(self.flagged_conversations.items()):
+                if fu == user:
                     del self.flagged_conversations[cid]
 
     # ------------------------------------------------------------------ views

@@ -146,7 +146,8 @@ class IpEnricher:
         asn = int(rec.get("autonomous_system_number") or 0)
         org = str(rec.get("autonomous_system_organization") or "")
         # field names of GeoIP2 Anonymous-IP / Enterprise and of common hosting-flag databases
-        traits = rec.get("traits") if isinstance(rec.get("traits"), dict) else {}
+        raw_traits = rec.get("traits")
+        traits: dict[str, Any] = raw_traits if isinstance(raw_traits, dict) else {}
         dc = bool(rec.get("is_hosting_provider") or rec.get("hosting") or rec.get("is_datacenter")
                   or traits.get("is_hosting_provider") or asn in self._dc_asns)
         vpn = bool(rec.get("is_anonymous_vpn") or rec.get("is_anonymous") or rec.get("vpn")

@@ -255,6 +255,7 @@ def _parse_feature(d: Any, source: str, problems: list[RuleProblem]) -> FeatureD
         for e in errs:
             problems.append(RuleProblem(source, item, e))
         return None
+    assert isinstance(name, str) and isinstance(entity, str)  # checked above
     f = FeatureDef(name=name, entity=entity, agg=agg, on=on, window=window, field=fld, n=n, when=d.get("when"),
                    cohort=bool(d.get("cohort", False)), source=source, alpha=float(alpha))
     if fld:
@@ -329,6 +330,7 @@ def _parse_rule(d: Any, source: str, problems: list[RuleProblem]) -> Rule | None
         for e in errs:
             problems.append(RuleProblem(source, item, e))
         return None
+    assert isinstance(rid, str) and isinstance(when, str)  # checked above
     rule = Rule(id=rid, description=str(d.get("description", "")).strip(), when=when, scope=scope, on=on,
                 weight=float(weight), severity=severity, action=action, ttl=ttl, evidence=evidence,
                 tags=[str(t) for t in d.get("tags", []) or []], enabled=bool(d.get("enabled", True)), source=source)

@@ -113,10 +113,12 @@ class Store:
 
     def _insert(self, table: sa.Table) -> Any:
         if self.dialect == "postgresql":
-            from sqlalchemy.dialects.postgresql import insert
-        else:
-            from sqlalchemy.dialects.sqlite import insert
-        return insert(table)
+            from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+            return pg_insert(table)
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        return sqlite_insert(table)
 
     # ------------------------------------------------------------------ API keys
     def create_key(self, name: str = "", *, now: float | None = None) -> tuple[str, str]:
@@ -367,7 +369,9 @@ class Store:
                 return int(r.id)
             res = c.execute(t.reviews.insert().values(entity_type=entity_type, entity_id=entity_id, status="open",
                                                       action=action, score=score, created_at=now, updated_at=now))
-            return int(res.inserted_primary_key[0])
+            pk = res.inserted_primary_key
+            assert pk is not None
+            return int(pk[0])
 
     def list_reviews(self, *, status: str | None = "open", assignee: str | None = None,
                      limit: int = 200) -> list[dict[str, Any]]:
@@ -400,7 +404,9 @@ class Store:
         with self.engine.begin() as c:
             res = c.execute(t.review_notes.insert().values(review_id=review_id, author=author, text=text,
                                                            created_at=now))
-            return int(res.inserted_primary_key[0])
+            pk = res.inserted_primary_key
+            assert pk is not None
+            return int(pk[0])
 
     # ------------------------------------------------------------------ rule settings
     def rule_settings(self) -> dict[str, dict[str, Any]]:

@@ -13,4 +13,4 @@ class StoreConfig(Section):
     #: apply alembic migrations automatically when the store opens
     migrate_on_start: bool = True
     #: connection pool size (PostgreSQL)
-    pool_size: int = Field(5, ge=1, le=100)
+    pool_size: int = Field(default=5, ge=1, le=100)
