@@ -51,18 +51,23 @@ _ASCII_TABLE = bytes.maketrans(
     b"ABCDEFGHIJKLMNOPQRSTUVWXYZ\t\r\x0b\x0c", b"abcdefghijklmnopqrstuvwxyz    "
 )
 
-_LEET_ADJ = rb"[a-z][0-9@$]|[0-9@$][a-z]"
 _T = rb"[a-z0-9@$]"
 _NT = rb"(?:^|[^a-z0-9@$])"
 _NTE = rb"(?:[^a-z0-9@$]|$)"
 _SPACED_GATE = b"|".join(
     _NT + _T + re.escape(bytes([s])) + _T + re.escape(bytes([s])) + _T + _NTE for s in _SEPARATORS.encode()
 )
-_SCOUT_PATTERNS = {"leet": _LEET_ADJ, "spaced": _SPACED_GATE}
-_SCOUT_LOCATED = {"leet": _LEET_ADJ}
+# a whole token that leet folding could turn into letters: only letters and 0 1 3 4 5 7 8 @ $,
+# mixing both (Hyperscan reports one end per token: just after it, or at the end of the buffer)
+_LEET_TOKEN = rb"(?:^|[^a-z0-9@$])[a-z0134578@$]*(?:[a-z][0134578@$]|[0134578@$][a-z])[a-z0134578@$]*(?:[^a-z0-9@$]|$)"
+_SCOUT_PATTERNS = {"leet": _LEET_TOKEN, "spaced": _SPACED_GATE}
+_SCOUT_LOCATED = {"leet": _LEET_TOKEN}
 _SCOUT = PatternScout(_SCOUT_PATTERNS, located=_SCOUT_LOCATED)
+# the same tokens for `re` (lookarounds, so adjacent tokens are not swallowed)
+_LEET_TOKEN_RE = re.compile(
+    r"(?<![a-z0-9@$])[a-z0134578@$]*(?:[a-z][0134578@$]|[0134578@$][a-z])[a-z0134578@$]*(?![a-z0-9@$])"
+)
 
-_LEET_ADJ_STR = re.compile(_LEET_ADJ.decode())
 _SPACED_RE = re.compile(
     r"(?<![a-z0-9@$])[a-z0-9@$](?P<sep>[" + re.escape(_SEPARATORS) + r"])[a-z0-9@$]"
     r"(?:(?P=sep)[a-z0-9@$])+(?![a-z0-9@$])"
@@ -82,19 +87,26 @@ def normalize_for_matching(text: str) -> str:
                 rejoined = s2 != s
                 s = s2
             if rejoined:
-                s = _fold_leet(s, [m.start() for m in _LEET_ADJ_STR.finditer(s)])
+                s = _fold_leet(s, [m.end() - 1 for m in _LEET_TOKEN_RE.finditer(s)])
             elif "leet" in found:
-                s = _fold_leet(s, [e - 1 for e in _SCOUT.ends("leet", data)])
+                s = _fold_leet(s, _leet_anchors(s, data))
     else:
         s = _normalize_unicode(text)
         if _SPACED_RE.search(s):
             s = _SPACED_RE.sub(_rejoin, s)
-        anchors = [m.start() for m in _LEET_ADJ_STR.finditer(s)]
+        anchors = [m.end() - 1 for m in _LEET_TOKEN_RE.finditer(s)]
         if anchors:
             s = _fold_leet(s, anchors)
     while "  " in s:
         s = s.replace("  ", " ")
     return s
+
+
+def _leet_anchors(s: str, data: bytes) -> list[int]:
+    """Indexes of a character inside each leet candidate token of the ASCII text `s`."""
+    if _SCOUT.engine != "hyperscan":
+        return [m.end() - 1 for m in _LEET_TOKEN_RE.finditer(s)]
+    return [e - 1 if s[e - 1] in _TOKEN_SET else e - 2 for e in _SCOUT.ends("leet", data) if e > 0]
 
 
 def _rejoin(m: re.Match[str]) -> str:
@@ -110,9 +122,10 @@ def _fold_leet(s: str, anchors: list[int]) -> str:
     """Fold leetspeak in the tokens around `anchors` (indexes of characters inside tokens)."""
     pieces: list[str] = []
     pos = 0
+    seen_end = 0  # end of the last token looked at: later anchors inside it are skipped
     n = len(s)
     for a in anchors:
-        if a < pos or a >= n or s[a] not in _TOKEN_SET:
+        if a < seen_end or a >= n or s[a] not in _TOKEN_SET:
             continue
         start = a
         while start > 0 and s[start - 1] in _TOKEN_SET:
@@ -120,6 +133,7 @@ def _fold_leet(s: str, anchors: list[int]) -> str:
         end = a + 1
         while end < n and s[end] in _TOKEN_SET:
             end += 1
+        seen_end = end
         if start < pos:
             continue
         token = s[start:end]
@@ -140,6 +154,9 @@ _NUMBER_WITH_UNIT = re.compile(
 
 
 def _fold_token(token: str, after: str) -> str:
+    folded = token.translate(_LEET)
+    if not folded.isalpha() or token.isalpha():
+        return token
     if "@" in token and (token[0] == "@" or after == "."):
         return token  # an e-mail address or a @mention, not leetspeak
     if token[0] == "$":
@@ -149,8 +166,7 @@ def _fold_token(token: str, after: str) -> str:
     stem = token.rstrip("0123456789")
     if stem != token and stem.isalpha() and (len(token) - len(stem) >= 2 or len(stem) <= 3):
         return token  # a name with a version or number: utf8, mp4, ipv4, win10
-    folded = token.translate(_LEET)
-    return folded if folded.isalpha() else token
+    return folded
 
 
 # --------------------------------------------------------------------- Unicode path
