@@ -83,6 +83,13 @@ def stuffing_events(now: float, ip: str = "203.0.113.7", n: int = 40) -> list[di
     return evs
 
 
+def risky_user_events(now: float, user: str = "u_mallory") -> list[dict[str, Any]]:
+    """Inline blocks for one user (guard.verdict events): puts the user in the review queue."""
+    return [{"id": f"gv-{user}-{i}", "type": "guard.verdict", "ts": int((now - 900 + i * 120) * 1000), "user": user,
+             "ip": "198.51.100.23", "agent": "agent:support",
+             "attrs": {"action": "block", "category": "credential", "guard_score": 0.97}} for i in range(4)]
+
+
 def seed(c: TestClient, env: ConsoleEnv, events: list[dict[str, Any]]) -> None:
     r = c.post("/api/v1/events?wait=true", json=events, headers={"Authorization": f"Bearer {env.api_key}"})
     assert r.status_code == 202 and not r.json()["rejected"], r.text
