@@ -1,6 +1,6 @@
 """Egress proxy benchmark: vallum (full scanning) vs direct, side by side, on loopback. Prints JSON.
 
-    .venv/bin/python bench/bench_proxy.py [--seconds 2.5] [--workers 2] [--engine auto|hyperscan|re]
+    .venv/bin/python bench/bench_proxy.py [--seconds 1.0] [--workers 2] [--engine auto|hyperscan|re]
 
 Runs a small asyncio upstream in its own process, the proxy in `--workers` processes sharing the
 port (SO_REUSEPORT), and an asyncio load client in this process. For 1 KB and 100 KB bodies (a POST
@@ -226,7 +226,7 @@ async def idle_connections(proxy_port: int, up_port: int, pids: list[int], n: in
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--seconds", type=float, default=2.5, help="measured seconds per scenario")
+    ap.add_argument("--seconds", type=float, default=1.0, help="measured seconds per scenario")
     ap.add_argument("--workers", type=int, default=2, help="proxy processes sharing the port (SO_REUSEPORT)")
     ap.add_argument("--engine", default=os.environ.get("VALLUM_REGEX_ENGINE", "auto"),
                     choices=["auto", "hyperscan", "re"])
