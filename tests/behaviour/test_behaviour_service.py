@@ -83,3 +83,15 @@ def test_retention_deletes_events_older_than_the_period(tmp_path):
     svc._last_retention = -1e9
     svc._maybe_retention()
     assert [e["user"] for e in svc.store.iter_events()] == ["new"]
+
+
+def test_listeners_hear_action_changes(tmp_path):
+    f = tmp_path / "mine.yaml"
+    f.write_text(RULE.format(n=3).replace("weight: 50", "weight: 90"))
+    svc = service(tmp_path, rule_files=[str(f)])
+    heard = []
+    svc.listeners.append(lambda d, prev: heard.append((d.entity_type, d.entity_id, prev, d.action)))
+    ingest(svc, views(2))
+    assert heard == []
+    ingest(svc, views(2, start=5))
+    assert heard == [("user", "u", "allow", "block")]

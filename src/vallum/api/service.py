@@ -96,6 +96,9 @@ class BehaviourService:
         self._sweep_task: asyncio.Task[None] | None = None
         self.webhook_failures = 0
         self.webhooks_sent = 0
+        #: called on the worker thread with (decision, previous action) whenever an action changes;
+        #: the proxies use it to invalidate their cached actions (keep callbacks quick)
+        self.listeners: list[Callable[[Decision, str], None]] = []
 
     # ------------------------------------------------------------------ lifecycle
     def _load_rules(self) -> RuleSet:
@@ -274,6 +277,11 @@ class BehaviourService:
             self.sink.emit(rec)
         except Exception:  # the sink owns its failures; scoring goes on
             log.exception("decision sink failed")
+        for listener in self.listeners:
+            try:
+                listener(d, ch.previous)
+            except Exception:
+                log.exception("decision listener failed")
         if self._webhook_q is not None and self._loop is not None and self.config.behaviour.webhook_url:
             payload = {"event": "decision.changed", "previous": ch.previous, **d.to_dict()}
             self._loop.call_soon_threadsafe(self._enqueue_webhook, payload)
