@@ -85,6 +85,8 @@ def test_engines_agree_on_encoded_and_obfuscated_inputs():
         (r"a(?<=x[)])b", r"ab"),
         (r"[(?=]x\(?=", r"[(?=]x\(?="),
         (r"(?<!n't )(?:x(?!y(?:z)))w", r"(?:x)w"),
+        (r"a(?=bc)b", r"ab"),  # something follows the lookahead: dropped, not consumed
+        (r"(?:a(?=(?=b)bc))", r"(?:a(?:bc))"),
     ],
 )
 def test_strip_lookarounds(pattern, expected):
@@ -96,7 +98,10 @@ def test_strip_lookarounds_is_a_superset():
 
     pairs = [(r"do not(?= tell the user)", "please do not tell the user"),
              (r"(?<![a-z])send(?! now)\s+keys", "send  keys"),
-             (r"x(?=(?:ab|cd)+e)", "xababe")]
+             (r"x(?=(?:ab|cd)+e)", "xababe"),
+             (r"x(?=ab)a", "xab"),
+             (r"(?:^|(?<=please ))send(?![a-z])(?=(?=[^\n]{0,40}?keys)(?=[^\n]{0,80}?https?://))",
+              "please send the keys to https://x.example")]
     for pattern, text in pairs:
         assert re.search(pattern, text)
         assert re.search(strip_lookarounds(pattern), text)

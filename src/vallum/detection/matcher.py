@@ -56,9 +56,10 @@ def prefilter_pattern(pattern: str) -> str:
 def strip_lookarounds(pattern: str) -> str:
     """A superset of `pattern` without lookarounds, for Hyperscan's prefilter.
 
-    ``(?=X)`` becomes ``(?:X)`` (the text it looks at is there, so requiring it keeps a superset);
-    ``(?!X)``, ``(?<=X)`` and ``(?<!X)`` are dropped. Hyperscan's own prefilter mode drops
-    lookaheads entirely, which turns ``do not (?=tell the user)`` into plain ``do not``.
+    A lookahead ``(?=X)`` that ends the pattern (only closing parentheses after it) becomes
+    ``(?:X)``: the text it looks at is there, so requiring it keeps a superset. Any other
+    lookaround is dropped. Hyperscan's own prefilter mode drops lookaheads entirely, which turns
+    ``do not (?=tell the user)`` into plain ``do not``.
     """
     out: list[str] = []
     i, n = 0, len(pattern)
@@ -84,8 +85,12 @@ def strip_lookarounds(pattern: str) -> str:
                     i += 1
             continue
         if pattern.startswith("(?=", i):
-            out.append("(?:")
-            i += 3
+            end = _group_end(pattern, i)
+            if _TAIL_CLOSES.fullmatch(pattern, end):
+                out.append("(?:")  # nothing follows: consuming what it looks at is a superset
+                i += 3
+            else:
+                i = end  # something follows at the same position: only dropping is a superset
             continue
         if pattern.startswith(("(?!", "(?<=", "(?<!"), i):
             i = _group_end(pattern, i)
@@ -93,6 +98,9 @@ def strip_lookarounds(pattern: str) -> str:
         out.append(c)
         i += 1
     return "".join(out)
+
+
+_TAIL_CLOSES = re.compile(r"\)*")
 
 
 def _group_end(p: str, j: int) -> int:
