@@ -26,8 +26,14 @@
                     fill: i === 0 ? "rgba(11,92,173,0.08)" : undefined });
       data.push(s.values);
     });
+    var xs = { time: true };
+    if (spec.x.length < 2) {
+      // one point: give the time axis an hour either side instead of uPlot's auto range of years
+      var x0 = spec.x.length ? spec.x[0] : Date.now() / 1000;
+      xs.range = [x0 - 3600, x0 + 3600];
+    }
     var opts = { width: width, height: 200, series: series, legend: { live: false },
-                 scales: { x: { time: true }, y: spec.ymax ? { range: [0, spec.ymax] } : {} },
+                 scales: { x: xs, y: spec.ymax ? { range: [0, spec.ymax] } : {} },
                  cursor: { drag: { x: false, y: false } } };
     el.innerHTML = "";
     // eslint-disable-next-line no-new
