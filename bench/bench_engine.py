@@ -7,9 +7,10 @@
 2. Throughput over a generated mixed corpus (`--size-mb`, deterministic seed): prose, code,
    JSON, logs, base64 blobs, a few planted secrets and injections. `outbound` = DLP only,
    `text` = the full engine; MB/s, for each regex engine.
-3. detect-secrets (a peer) over the same corpus when it is importable — install it only in a
-   separate benchmark venv (see bench/requirements.txt) — with the speed ratio and both sides'
-   findings on the planted secrets.
+3. detect-secrets (a peer) over the same corpus, with the speed ratio and both sides' findings
+   on the planted secrets. Install it only in a separate venv (bench/requirements.txt) and pass
+   that venv's python: `--detect-secrets-python /tmp/bench-venv/bin/python`; without it the
+   comparison runs only if `detect_secrets` is importable here, else it is reported as skipped.
 """
 
 from __future__ import annotations
@@ -128,12 +129,26 @@ def planted_hits(inspector, docs: list[str], planted: list[tuple[int, str]]) -> 
     return out
 
 
-def bench_detect_secrets(docs: list[str], planted: list[tuple[int, str]], vallum_seconds: float) -> dict:
+def bench_detect_secrets(docs: list[str], planted: list[tuple[int, str]], vallum_seconds: float,
+                         other_python: str | None = None, size_mb: float = 10.0) -> dict:
+    if other_python:
+        # detect-secrets lives in its own venv: run this function there over the same corpus
+        import subprocess
+
+        here = os.path.dirname(os.path.abspath(__file__))
+        code = (f"import json, sys; sys.path.insert(0, {here!r}); import bench_engine as b; "
+                f"docs, planted = b.corpus(int({size_mb!r} * 1024 * 1024)); "
+                f"print(json.dumps(b.bench_detect_secrets(docs, planted, {vallum_seconds!r})))")
+        out = subprocess.run([other_python, "-c", code], capture_output=True, text=True, timeout=3600)
+        if out.returncode != 0:
+            return {"skipped": f"detect-secrets run failed: {out.stderr.strip()[-300:]}"}
+        return json.loads(out.stdout.strip().splitlines()[-1])
     try:
         from detect_secrets.core.scan import scan_line
         from detect_secrets.settings import default_settings
     except ImportError:
-        return {"skipped": "detect_secrets is not importable here; see bench/requirements.txt"}
+        return {"skipped": "detect_secrets is not importable here; pass --detect-secrets-python "
+                           "(a venv with bench/requirements.txt)"}
     with default_settings():
         size = sum(len(d.encode()) for d in docs)
         t0 = time.perf_counter()
@@ -156,6 +171,8 @@ def main() -> None:
     ap.add_argument("--size-mb", type=float, default=10.0)
     ap.add_argument("--runs", type=int, default=300)
     ap.add_argument("--engines", default="hyperscan,re")
+    ap.add_argument("--detect-secrets-python", default=None,
+                    help="python of a separate venv where detect-secrets is installed")
     args = ap.parse_args()
 
     from vallum.detection.matcher import hyperscan_available
@@ -185,7 +202,8 @@ def main() -> None:
         result["engines"][engine] = r
         print(f"# {engine} done", file=sys.stderr, flush=True)
     result["targets"] = {"clean_10kb_p50_us": 250, "dlp_mb_per_s": 50, "full_mb_per_s": 20}
-    result["detect_secrets"] = bench_detect_secrets(docs, planted, vallum_dlp_seconds)
+    result["detect_secrets"] = bench_detect_secrets(docs, planted, vallum_dlp_seconds,
+                                                    args.detect_secrets_python, args.size_mb)
     print(json.dumps(result, indent=2))
 
 
