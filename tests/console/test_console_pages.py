@@ -212,3 +212,16 @@ def test_account_password_change(client: TestClient, env: ConsoleEnv) -> None:
     assert client.get("/account", follow_redirects=False).status_code == 200  # fresh session cookie
     client.cookies.clear()
     login(client, "vic", "brand-new-pass-1")
+
+
+def test_hostile_event_data_is_escaped(client: TestClient, env: ConsoleEnv) -> None:
+    evil = "<script>alert(1)</script>"
+    now = time.time()
+    seed(client, env, [{"id": "x1", "type": "llm.request", "ts": int(now * 1000), "user": evil, "ip": "192.0.2.7",
+                        "attrs": {"topic": "'\"><img src=x onerror=alert(2)>"}}])
+    login(client, "vic", env.password("vic"))
+    for path in ("/events", "/events/x1", f"/entities/user/{evil}", "/entities/ip/192.0.2.7",
+                 "/events?entity=" + evil):
+        html = client.get(path).text
+        assert "<script>alert" not in html and "<img src=x" not in html, path
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in client.get("/events").text

@@ -215,24 +215,40 @@ def recent_inline(recent: RecentSource, audit_dir: Path | None, *, limit: int = 
             if d is not None and d.get("transport") != "behaviour":
                 out.append(d)
     if not out and audit_dir is not None and Path(audit_dir).exists():
-        from collections import deque
-
-        from vallum.audit.show import iter_entries
-
-        tail: deque[dict[str, Any]] = deque(maxlen=audit_scan_cap)
-        try:
-            for _f, e in iter_entries(audit_dir):
-                if e.get("kind") == "decision" and e.get("transport") != "behaviour":
-                    tail.append(e)
-        except OSError:
-            pass
-        out = list(tail)
+        out = _audit_decisions(Path(audit_dir), audit_scan_cap)
     rows = []
     for d in out:
         ts = _ts_of(d)
         rows.append({**d, "ts": ts or 0.0})
     rows.sort(key=lambda d: -d["ts"])
     return rows[:limit]
+
+
+_decisions_cache: dict[str, tuple[tuple[Any, ...], list[dict[str, Any]]]] = {}
+
+
+def _audit_decisions(audit_dir: Path, cap: int) -> list[dict[str, Any]]:
+    """The last `cap` inline decision entries of the audit log (re-read only when its files change:
+    the overview polls every few seconds)."""
+    from collections import deque
+
+    from vallum.audit.show import iter_entries
+
+    sig = _tree_signature(audit_dir)
+    hit = _decisions_cache.get(str(audit_dir))
+    if hit is not None and hit[0] == sig:
+        return hit[1]
+    tail: deque[dict[str, Any]] = deque(maxlen=cap)
+    try:
+        for _f, e in iter_entries(audit_dir):
+            if e.get("kind") == "decision" and e.get("transport") != "behaviour":
+                tail.append(e)
+    except OSError:
+        pass
+    out = list(tail)
+    _decisions_cache.clear()  # one audit folder per process in practice; keep memory bounded
+    _decisions_cache[str(audit_dir)] = (sig, out)
+    return out
 
 
 def inline_blocks_by_category(rows: list[dict[str, Any]], start: float, end: float) -> dict[str, int]:
@@ -264,7 +280,7 @@ def mcp_servers(pins_dir: Path | None) -> list[dict[str, Any]]:
     from vallum.mcp.pins import FilePinStore
 
     ps = FilePinStore(pins_dir)
-    out = []
+    out: list[dict[str, Any]] = []
     for server in ps.servers():
         try:
             st = ps.state(server)
