@@ -253,3 +253,28 @@ def test_secret_in_mismatched_sni_is_reported_not_recorded(harness, tls_upstream
     dumped = json.dumps(rec.to_dict())
     assert SECRET.lower() not in dumped and "example.org (mismatch)" in dumped
     assert tls_upstream.connections == 0
+
+
+def test_requests_inside_an_intercepted_tunnel_inherit_the_connect_principal(harness, tls_upstream, test_ca,
+                                                                             proxy_ca):
+    from vallum.decisions import Principal
+
+    def who(client_ip, headers):
+        auth = dict((k.lower(), v) for k, v in headers).get(b"proxy-authorization")
+        return Principal(user="alice" if auth else None, ip=client_ip, source="proxy_auth" if auth else "missing")
+
+    def gate(principal):
+        return None if principal.user else ("block", "proxy authentication required", 407)
+
+    resolver = FakeResolver({HOST: ["127.0.0.1"]})
+    p = harness.proxy({"egress": {"tls": {"intercept": True, "ca_dir": str(proxy_ca),
+                                          "upstream_ca_file": str(ca_file(test_ca))}}},
+                      resolver=resolver, connector=RefusingConnector(), principal_resolver=who, principal_gate=gate)
+    with httpx.Client(proxy=f"http://alice:pw@127.0.0.1:{p.port}", verify=trusting(proxy_ca / "ca.pem"),
+                      trust_env=False) as c:
+        r = c.get(f"https://{HOST}:{tls_upstream.port}/hello")
+    assert r.status_code == 200 and r.text == "hello from upstream"
+    assert all(rec.principal.user == "alice" for rec in p.sink.records)
+    s, head = connect_raw(p.port, f"{HOST}:{tls_upstream.port}")  # no credentials
+    s.close()
+    assert head.startswith(b"HTTP/1.1 407") and b"proxy-authenticate" in head.lower()

@@ -339,3 +339,43 @@ def test_principal_hook_names_every_record(harness):
     with client(default) as c:
         c.get(f"http://127.0.0.1:{up.port}/")
     assert default.sink.records[-1].principal.source == "listener"
+
+
+def test_principal_gate_block_auth_and_review(harness):
+    from vallum.decisions import Principal
+
+    postures = {"blocked": ("block", "risk posture of user blocked is block", 403),
+                "anon": ("block", "proxy authentication required (Proxy-Authorization)", 407),
+                "watched": ("review", "risk posture of user watched is review", 403)}
+
+    def who(client_ip, headers):
+        user = dict((k.lower(), v) for k, v in headers).get(b"x-user", b"").decode() or "anon"
+        return Principal(user=user, ip=client_ip, source="test")
+
+    up = harness.upstream()
+    p = harness.proxy({"mode": "audit"}, principal_resolver=who, principal_gate=lambda pr: postures.get(pr.user))
+    url = f"http://127.0.0.1:{up.port}/x"
+    with client(p) as c:
+        blocked = c.get(url, headers={"X-User": "blocked"})
+        anon = c.get(url)
+        ok = c.get(url, headers={"X-User": "fine"}, params={"k": SECRET})  # audit: warned, passes
+        watched = c.get(url, headers={"X-User": "watched"}, params={"k": SECRET})  # review: the warning blocks
+        watched_clean = c.get(url, headers={"X-User": "watched"})
+    assert blocked.status_code == 403 and block_json(blocked)["category"] == "behaviour"
+    assert anon.status_code == 407 and anon.headers["proxy-authenticate"].startswith("Basic")
+    assert ok.status_code == 200 and ok.headers["x-vallum-action"] == "warn"
+    assert watched.status_code == 403 and block_json(watched)["category"] == "credential"
+    assert watched_clean.status_code == 200
+    assert len(up.requests) == 2
+
+
+def test_principal_gate_failure_fails_closed(harness):
+    def broken(principal):
+        raise RuntimeError("posture store down")
+
+    up = harness.upstream()
+    p = harness.proxy(principal_gate=broken)
+    with client(p) as c:
+        r = c.get(f"http://127.0.0.1:{up.port}/")
+    assert r.status_code == 403 and block_json(r)["category"] == "behaviour"
+    assert up.requests == []

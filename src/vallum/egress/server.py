@@ -100,6 +100,8 @@ class Tunnel:
     port: int
     ip: str
     connect_id: str
+    #: who opened the tunnel: requests inside it carry no Proxy-Authorization of their own
+    principal: Principal | None = None
 
 
 class ProxyState:
@@ -359,7 +361,10 @@ class EgressProxy:
     async def _dispatch(self, conn: h11.Connection, stream: ByteStream, req: h11.Request, state: ProxyState,
                         client_ip: str, tunnel: Tunnel | None) -> bool:
         raw_headers = list(req.headers.raw_items())
-        principal = self.principal_resolver(client_ip, raw_headers)
+        if tunnel is not None and tunnel.principal is not None:
+            principal = tunnel.principal
+        else:
+            principal = self.principal_resolver(client_ip, raw_headers)
         method = req.method.decode("ascii", "replace").upper()
         target = req.target.decode("latin-1")
         posture = self._posture(principal)
@@ -471,6 +476,8 @@ class EgressProxy:
                    (b"x-vallum-action", b"block"), (b"x-vallum-request-id", flow.id.encode())]
         if retry_after is not None:
             headers.append((b"retry-after", str(max(1, int(retry_after + 0.999))).encode()))
+        if status == 407:
+            headers.append((b"proxy-authenticate", b'Basic realm="vallum"'))
         if close:
             headers.append((b"connection", b"close"))
         flow.status = status
@@ -895,7 +902,7 @@ class EgressProxy:
             except (ssl.SSLError, ConnectionError, TimeoutError, OSError) as exc:
                 log.info("TLS interception handshake with the client failed: %s", exc)
                 return False
-            await self._serve_http(inner, flow.client, Tunnel(host, port, ip, flow.id))
+            await self._serve_http(inner, flow.client, Tunnel(host, port, ip, flow.id, flow.principal))
             inner.close()
             return False
         await self._splice(stream, buf, flow, state)
