@@ -122,7 +122,8 @@ def _console_routes(config: Config, services: Services) -> list[BaseRoute]:
         return []
     paths = default_paths(config)
     return list(console_routes(config, service=services.behaviour, audit_dir=paths["audit_dir"],
-                               recent_decisions=services.recent, pins_dir=paths["pins_dir"]))
+                               recent_decisions=lambda: list(services.recent.records),
+                               pins_dir=paths["pins_dir"]))
 
 
 def build_app(config: Config, services: Services) -> Starlette:
@@ -227,6 +228,9 @@ class Stack:
         if shared is not None:
             shared.subscribe(lambda k, i, a, r: cache.set(k, i, a, r, remote=True))
         feed = BehaviourFeed(svc)
+        from vallum.metrics import METRICS
+
+        METRICS.track_queue("behaviour_feed", lambda: float(feed.depth))
         recent = MemorySink(5000)
         parts: list[DecisionSink] = [self._audit, listener, recent]
         if cfg.behaviour.enabled:
