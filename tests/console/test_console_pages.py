@@ -225,3 +225,18 @@ def test_hostile_event_data_is_escaped(client: TestClient, env: ConsoleEnv) -> N
         html = client.get(path).text
         assert "<script>alert" not in html and "<img src=x" not in html, path
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in client.get("/events").text
+
+
+def test_backtest_an_edited_condition(client: TestClient, env: ConsoleEnv) -> None:
+    now = time.time()
+    seed(client, env, stuffing_events(now) + stuffing_events(now, ip="198.51.100.99", n=12))
+    token = login(client, "ana", env.password("ana"))
+    base = {"range": "all", "csrf_token": token}
+    r = client.post("/rules/auth.stuffing_ip/backtest", data=base)
+    assert "would fire on 1 entity" in r.text and "198.51.100.99" not in r.text
+    looser = "ip.failed_logins_10m >= 10.0 && ip.failed_users_10m >= 10.0"
+    r = client.post("/rules/auth.stuffing_ip/backtest", data={**base, "when": looser})
+    assert "would fire on 2 entities" in r.text and "198.51.100.99" in r.text and "edited" in r.text
+    r = client.post("/rules/auth.stuffing_ip/backtest", data={**base, "when": "ip.failed_logins_10m >= "})
+    assert r.status_code == 400 and "does not compile" in r.text
+    assert env.app.state.behaviour.engine.ruleset.rule("auth.stuffing_ip").when != looser  # nothing saved

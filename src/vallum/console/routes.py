@@ -527,16 +527,24 @@ def build_routes(c: Console) -> list[BaseRoute]:
         if preset in data.RANGES:
             since = data.range_bounds(preset, time.time())[1]
         store = c.store(request)
+        when = str(form.get("when", "")).strip()
+        candidate = rule
+        if when and when != rule.when.strip():
+            candidate_or_err = edited_rule(rule, when)
+            if isinstance(candidate_or_err, str):
+                return c.error(request, 400, candidate_or_err)
+            candidate = candidate_or_err
 
         def run() -> dict[str, Any]:
             evs = (event_from_stored(d) for d in store.iter_events(
                 since_ms=int(since * 1000) if since is not None else None))
-            return backtest(rule, svc.engine.ruleset, evs).to_dict()
+            return backtest(candidate, svc.engine.ruleset, evs).to_dict()
 
         res = await c.run(run)
         cur = svc.engine.weights.get(rule.id, rule.weight)
         return c.render(request, "_backtest.html", {"res": res, "r": rule, "weight": w if w is not None else cur,
-                                                    "current_weight": cur, "range": preset})
+                                                    "current_weight": cur, "range": preset,
+                                                    "edited": candidate is not rule, "when": candidate.when})
 
     # ------------------------------------------------------------------ inline traffic and MCP
     @c.guard("viewer")
@@ -685,6 +693,26 @@ def build_routes(c: Console) -> list[BaseRoute]:
         Route("/account/password", account_password, methods=["POST"]),
         Mount("/static", app=StaticFiles(directory=str(HERE / "static")), name="console-static"),
     ]
+
+
+def edited_rule(rule: Any, when: str) -> Any:
+    """A copy of `rule` with another CEL condition (for a backtest only), or the problem as text."""
+    import yaml
+
+    from vallum.behaviour.rules import load_rule_source
+
+    item: dict[str, Any] = {"id": rule.id, "description": rule.description, "when": when, "scope": rule.scope,
+                            "weight": rule.weight, "severity": rule.severity, "evidence": list(rule.evidence)}
+    if rule.on:
+        item["on"] = sorted(rule.on)
+    doc = {"version": 1, "rules": [item]}
+    try:
+        rs = load_rule_source(yaml.safe_dump(doc, sort_keys=False), "<console>")
+    except ValueError as exc:
+        return f"the edited expression does not load: {exc}"
+    if rs.problems or not rs.rules:
+        return "the edited expression does not compile: " + "; ".join(str(p) for p in rs.problems)
+    return rs.rules[0]
 
 
 def link_graph(kind: str, eid: str, links: dict[str, Iterable[str]], limit: int = 24) -> dict[str, Any]:
