@@ -85,6 +85,8 @@ def _card_brand(d: str) -> str | None:
         return "visa"
     if (51 <= p2 <= 55 or 2221 <= p4 <= 2720) and n == 16:
         return "mastercard"
+    if 2200 <= p4 <= 2204 and n == 16:
+        return "mir"
     if p2 in (34, 37) and n == 15:
         return "amex"
     if (p4 == 6011 or 644 <= p3 <= 649 or p2 == 65 or 622126 <= p6 <= 622925) and 16 <= n <= 19:
@@ -516,6 +518,13 @@ def crc32_base62_mismatch(value: str) -> bool:
     if not sep or len(rest) != 36 or crc32_base62_checksum(value):
         return False
     return high_entropy(rest)
+
+
+@validator("aws_key_id")
+def aws_key_id(value: str) -> bool:
+    """An AWS access key ID whose 16 characters after the prefix are not a mask (`AKIAXXXXXXXX…`)."""
+    body = value[4:]
+    return len(set(body)) > 3 and not re.search(r"(.)\1{5}", body)
 
 
 @validator("aws_secret_key")
