@@ -87,18 +87,24 @@ def test_health_needs_no_key(api):
     assert body["status"] == "ok" and body["pending_events"] == 0 and body["rules"] >= 30
 
 
-@pytest.mark.parametrize(("method", "path"), [
-    ("POST", "/api/v1/events"), ("POST", "/api/v1/decide"), ("POST", "/api/v1/scan"),
-    ("GET", "/api/v1/decisions/user/u1"), ("GET", "/api/v1/entities/user/u1"), ("GET", "/api/v1/rules"),
-    ("GET", "/api/v1/reviews"), ("GET", "/api/v1/no-such-route"),
-])
-@pytest.mark.parametrize("auth", [None, "Bearer wrong", "Basic abc", "Bearer vk_forged"])
-def test_every_api_route_needs_a_valid_key(api, method, path, auth):
-    srv, _c, _svc, _k, _s = api
-    headers = {"Authorization": auth} if auth else {}
-    r = httpx.request(method, srv.url + path, headers=headers, content=b"{}", trust_env=False)
-    assert r.status_code == 401
-    assert r.json()["error"].startswith("missing, unknown or revoked")
+ROUTES = [("POST", "/api/v1/events"), ("POST", "/api/v1/decide"), ("POST", "/api/v1/scan"),
+          ("GET", "/api/v1/decisions/user/u1"), ("GET", "/api/v1/entities/user/u1"), ("GET", "/api/v1/rules"),
+          ("GET", "/api/v1/reviews"), ("PUT", "/api/v1/overrides/user/u1"), ("DELETE", "/api/v1/users/u1"),
+          ("POST", "/api/v1/rules/backtest"), ("GET", "/api/v1/no-such-route")]
+
+
+def test_every_api_route_needs_a_valid_key(api):
+    srv, client, _svc, _k, _s = api
+    for method, path in ROUTES:
+        for auth in (None, "Bearer wrong", "Basic abc", "Bearer vk_forged", "Bearer"):
+            headers = {"Authorization": auth} if auth else {}
+            r = httpx.request(method, srv.url + path, headers=headers, content=b"{}", trust_env=False)
+            assert r.status_code == 401, (method, path, auth)
+            assert r.json()["error"].startswith("missing, unknown or revoked")
+            assert r.headers["WWW-Authenticate"] == "Bearer"
+    # with the key, the unknown route is a JSON 404, not a 401
+    r = client.get("/api/v1/no-such-route")
+    assert r.status_code == 404 and r.json() == {"error": "not found"}
 
 
 def test_revoked_key_is_refused(api):
