@@ -30,7 +30,7 @@ NAME_BEARING = {"tools/call": "name", "prompts/get": "name", "resources/read": "
 #: headers never copied from a downstream request to the upstream one
 HOP_HEADERS = frozenset({"host", "content-length", "connection", "keep-alive", "transfer-encoding", "upgrade",
                          "te", "trailer", "proxy-authorization", "proxy-connection", "accept-encoding",
-                         "mcp-session-id", "last-event-id"})
+                         "mcp-session-id", "last-event-id", "x-vallum-principal"})
 
 #: (message bytes, id key of the request whose POST carried it, or None for the GET stream)
 Deliver = Callable[[bytes, str | None], Awaitable[None]]
