@@ -114,6 +114,11 @@ def test_analyst_journey(live: tuple[ConsoleEnv, str], shots: Path) -> None:
             expect(page.locator("#h-top + table")).to_contain_text("u_mallory")
             assert page.evaluate("typeof htmx") == "object"
             page.screenshot(path=str(shots / "02-overview.png"), full_page=True)
+            # live refresh: htmx polls the panels and the charts are drawn again after the swap
+            page.goto(base + "/?range=6h&refresh=2")
+            with page.expect_request(lambda rq: "/overview/panels?range=6h" in rq.url, timeout=8_000):
+                pass
+            page.wait_for_selector("figure.chart canvas")
             page.get_by_label("Time range").select_option("1h")
             page.get_by_role("button", name="Show").click()
             expect(page).to_have_url(base + "/?range=1h")

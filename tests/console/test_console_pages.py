@@ -41,6 +41,7 @@ def test_overview_with_data(client: TestClient, env: ConsoleEnv) -> None:
     panel = client.get("/overview/panels?range=6h")
     assert panel.status_code == 200 and "<html" not in panel.text and "data-chart" in panel.text
     assert 'hx-trigger="every 15s"' in html
+    assert 'hx-trigger="every 2s"' in client.get("/?refresh=0").text
 
 
 def test_overview_series_buckets() -> None:

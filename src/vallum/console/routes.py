@@ -254,7 +254,10 @@ def build_routes(c: Console) -> list[BaseRoute]:
 
     @c.guard("viewer")
     async def overview(request: Request) -> Response:
-        return c.render(request, "overview.html", await c.run(overview_ctx, request))
+        ctx = await c.run(overview_ctx, request)
+        wanted = _float(request.query_params.get("refresh"), 15.0)
+        ctx["refresh"] = int(min(3600.0, max(2.0, 15.0 if wanted is None else wanted)))
+        return c.render(request, "overview.html", ctx)
 
     @c.guard("viewer")
     async def overview_panels(request: Request) -> Response:
