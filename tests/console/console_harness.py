@@ -39,8 +39,10 @@ class ConsoleEnv:
         return self.admin_password if user == "admin" else PASSWORDS[user]
 
 
-def make_env(data_dir: Path) -> ConsoleEnv:
+def make_env(data_dir: Path, store_url: str | None = None) -> ConsoleEnv:
     cfg = Config(data_dir=str(data_dir))
+    if store_url:
+        cfg.store.url = store_url
     store = open_store(cfg.store_url())
     creds = ensure_admin(store)
     assert creds is not None
