@@ -48,6 +48,8 @@ def events_for(record: DecisionRecord) -> list[dict[str, Any]]:
     """The behaviour events (as JSON objects) of one inline decision record."""
     if record.transport in ("behaviour", "scan.api"):
         return []
+    if record.direction == "response" and record.action == "allow":
+        return []  # the request's event already counts this exchange; a clean response adds nothing
     p = record.principal
     base: dict[str, Any] = {"ts": int(record.ts * 1000), "user": principal_user(p)}
     for k in ("session", "agent", "api_key", "ip"):
