@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import re
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -37,6 +38,21 @@ KIND_PLUGINS: dict[str, str] = {
 SECRET_CATEGORIES = frozenset({"credential", "pii", "entropy"})
 INJECTION_CATEGORIES = frozenset({"injection", "tool_poisoning"})
 
+
+
+_CLAUSE_END = re.compile(r"[.!?\u3002\uff01\uff1f](?=\s|$)|\n")
+_LONG_TOKEN = re.compile(r"(?=[A-Za-z_+/=\-]*[0-9])[A-Za-z0-9_+/=\-]{24,}")
+
+
+def directive_excerpt(text: str, start: int, end: int, limit: int = 80) -> str:
+    """The directive phrase of an injection match, for evidence: from the match start to the end
+    of its clause (injection rules consume only their anchor words and look ahead for the rest),
+    at most `limit` characters; long token-like runs are cut so that no secret is quoted whole."""
+    stop = min(len(text), start + limit)
+    m = _CLAUSE_END.search(text, min(max(end, start + 12), stop), stop)
+    out = " ".join(text[start:(m.end() if m else stop)].split())
+    out = _LONG_TOKEN.sub(lambda t: t.group(0)[:6] + "…", out)
+    return out if len(out) <= limit else out[:limit - 3] + "..."
 
 class ScanInputError(ValueError):
     """The input cannot be scanned as given (wrong shape for its kind, unknown kind)."""
@@ -137,6 +153,8 @@ class Inspector:
             return None
         if r.category in SECRET_CATEGORIES:
             evidence = redact(m.value)
+        elif r.category in ("injection", "tool_poisoning"):
+            evidence = directive_excerpt(m.match.string, m.match.start(), m.match.end())
         else:
             snippet = m.match.group(0)
             evidence = snippet if len(snippet) <= 80 else snippet[:77] + "..."
