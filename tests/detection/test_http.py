@@ -111,9 +111,20 @@ def test_secret_in_unknown_header(insp):
     assert found and found[0].location == "headers.x-custom-thing"
 
 
-def test_unknown_format_api_key_header_warns(insp):
+def test_unknown_format_api_key_header_is_a_credential(insp):
     found = request_findings(insp, "GET", URL, {"X-Api-Key": "k9Qz7-plain-looking-key"}, None)
+    at = [f for f in found if f.location == "headers.x-api-key"]
+    assert at and all(f.category == "credential" for f in at)
+
+
+def test_credential_header_fallback_only_when_nothing_else_found():
+    from vallum.config import Config
+
+    # with the pattern rules off, the header itself still marks the value as a credential
+    cfg = Config.model_validate({"detection": {"disable": ["dlp.*", "pii.*"], "entropy": {"enabled": False}}})
+    found = request_findings(Inspector(cfg), "GET", URL, {"X-Api-Key": "k9Qz7-plain-looking-key"}, None)
     assert [f.rule for f in found if f.location == "headers.x-api-key"] == ["http.credential_header"]
+    assert found[0].action == "warn"
 
 
 def test_ordinary_headers_clean(insp):
