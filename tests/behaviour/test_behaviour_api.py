@@ -346,3 +346,16 @@ def test_scan_route(api, monkeypatch):
     assert out[0]["action"] == "allow" and "unknown kind" in out[1]["error"]
     assert "url content" in out[2]["error"] and "missing 'content'" in out[3]["error"]
     assert client.post("/api/v1/scan", json={"kind": "nope", "content": "x"}).status_code == 400
+
+
+def test_scan_route_with_the_real_inspector(api, store_url):
+    if "postgresql" in store_url:
+        pytest.skip("the scan route does not touch the store; once is enough")
+    _srv, client, _svc, _k, _s = api
+    r = client.post("/api/v1/scan", json=[
+        {"id": "a", "kind": "text", "content": "hello world"},
+        {"id": "b", "kind": "url", "content": "http://169.254.169.254/latest/meta-data/"}])
+    assert r.status_code == 200
+    a, b = r.json()
+    assert a["id"] == "a" and a["action"] == "allow" and a["findings"] == []
+    assert b["id"] == "b" and b["action"] == "block" and b["findings"]
