@@ -65,6 +65,19 @@ def make_events(n: int, seed: int = 1) -> list[Event]:
     return out
 
 
+def bench_engine(events: list[Event]) -> dict:
+    """The pure engine alone (no store): the part of ingestion that the rule pack costs."""
+    from vallum.behaviour.engine import RiskEngine
+
+    eng = RiskEngine()
+    t = time.perf_counter()
+    for i in range(0, len(events), 500):
+        eng.ingest(events[i:i + 500])
+    dt = time.perf_counter() - t
+    return {"events": len(events), "events_per_s": round(len(events) / dt),
+            "us_per_event": round(dt / len(events) * 1e6, 1)}
+
+
 def bench_ingest(url: str, events: list[Event], batch: int = 500) -> dict:
     cfg = Config()
     cfg.store.url = url
@@ -178,6 +191,7 @@ def main() -> None:
     events = make_events(args.events)
     out: dict = {"cpu_count": os.cpu_count(), "load_avg_1m": round(os.getloadavg()[0], 2)}
     with tempfile.TemporaryDirectory() as tmp:
+        out["engine_only"] = bench_engine(events)
         out["sqlite"] = bench_ingest(f"sqlite:///{tmp}/bench.db", events)
         url = None if args.no_postgres else pg_url()
         if url:
