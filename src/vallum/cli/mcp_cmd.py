@@ -58,8 +58,12 @@ def _context(cfg: Config, name: str, transport: str, decisions: Path | None) -> 
         inspector = get_inspector(cfg)
     except ValueError as exc:
         raise fail(str(exc)) from None
-    return ServerContext(name, inspector, FilePinStore(pins_dir(cfg)),
-                         decision_sink(cfg, decisions, component=f"mcp-{name}"), transport=transport)
+    sink = decision_sink(cfg, decisions, component=f"mcp-{name}")
+    # VALLUM_API_URL + VALLUM_API_KEY: join a `vallum run`'s behaviour loop (events out, posture in)
+    from vallum.runtime.remote import attach_remote_loop
+
+    sink, gate = attach_remote_loop(sink)
+    return ServerContext(name, inspector, FilePinStore(pins_dir(cfg)), sink, transport=transport, gate=gate)
 
 
 @mcp_app.command("wrap")
