@@ -16,6 +16,7 @@ binary, malformed multipart) yields a fail-closed ``http.body_not_inspectable`` 
 from __future__ import annotations
 
 import json
+import re
 import zlib
 from collections.abc import Iterator, Mapping
 from email.parser import BytesParser
@@ -301,6 +302,7 @@ def request_findings(inspector: Inspector, method: str, url: str, headers: Heade
         header_fields.append((f"headers.{name}", value))
     if header_fields:
         findings.extend(inspector.inspect_fields(header_fields, direction="outbound", join_label="headers.joined"))
+        findings.extend(_named_findings(inspector, [(f"headers.{k.lower()}", k, v) for k, v in hdrs], findings))
         findings.extend(_auth_header_findings(inspector, header_fields, findings))
     ctype = content_type or _header(hdrs, "content-type")
     cenc = content_encoding if content_encoding is not None else _header(hdrs, "content-encoding")
@@ -314,7 +316,28 @@ def request_findings(inspector: Inspector, method: str, url: str, headers: Heade
         findings.extend(_not_inspectable(inspector, error))
     if fields:
         findings.extend(inspector.inspect_fields(fields, direction="outbound", join_label="body.joined"))
+        named = [(loc, loc.rsplit(".", 1)[-1], v) for loc, v in fields if not loc.endswith(("]", "#key"))]
+        findings.extend(_named_findings(inspector, named, findings))
     return dedupe(findings)
+
+
+_SECRET_NAME = re.compile(r"pass|pwd|secret|token|key|auth|credential|signature|sig$|session|cookie", re.I)
+
+
+def _named_findings(inspector: Inspector, fields: list[tuple[str, str, str]], already: list[Finding]
+                    ) -> list[Finding]:
+    """A value whose meaning is in its name: `"password": "Tr0ub4dor&3x"` or `DD-API-KEY: 3f2c…`
+    says nothing by its value alone. Each secret-named (location, name, value) field that produced
+    no credential yet is scanned once more as `name: value`, so the named-context rules see it."""
+    flagged = {f.location for f in already if f.category in ("credential", "pii")}
+    out: list[Finding] = []
+    for loc, name, value in fields:
+        if loc in flagged or not value or not _SECRET_NAME.search(name):
+            continue
+        for f in inspector.inspect_text(f"{name}: {value}", direction="outbound", location=loc):
+            if f.category in ("credential", "pii"):
+                out.append(f)
+    return out
 
 
 _AUTH_HEADERS = frozenset({"authorization", "proxy-authorization", "x-api-key", "api-key", "x-auth-token",
