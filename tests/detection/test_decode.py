@@ -198,7 +198,8 @@ def test_hex_and_url_round_trip(s):
 
 
 @settings(max_examples=100, deadline=None)
-@given(st.text(min_size=6, max_size=80).filter(lambda s: s.isprintable() and any(c.isalpha() for c in s)))
+@given(st.text(alphabet=st.characters(whitelist_categories=("Lu", "Ll", "Nd", "Po"), whitelist_characters=" "),
+               min_size=6, max_size=80).filter(lambda s: any(c.isalpha() for c in s)))
 def test_json_escape_round_trip(s):
     escaped = json.dumps(s)[1:-1].encode().decode()  # ascii escapes for non-ASCII
     if "\\u" in escaped:
