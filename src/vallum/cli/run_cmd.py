@@ -52,7 +52,8 @@ def banner(listen: dict[str, str], creds: list[str]) -> str:
         "Point your agent here:",
         f"  export HTTP_PROXY=http://{proxy} HTTPS_PROXY=http://{proxy}",
         f"  curl 'http://{proxy}/fetch?url=https://example.com/'          # fetch endpoint",
-        "  MCP (stdio):  vallum mcp wrap --name files -- npx @modelcontextprotocol/server-filesystem /tmp",
+        f"  MCP (stdio):  VALLUM_API_URL=http://{api} VALLUM_API_KEY=KEY \\",
+        "                vallum mcp wrap --name files -- npx @modelcontextprotocol/server-filesystem /tmp",
         f"  first event:  curl -H 'Authorization: Bearer KEY' -H 'content-type: application/json' "
         f"-d '{{\"type\":\"llm.request\",\"ts\":1764000000000,\"user\":\"u1\"}}' http://{api}/api/v1/events",
         "Stop with Ctrl-C (SIGINT) or SIGTERM.",
