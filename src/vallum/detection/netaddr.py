@@ -108,6 +108,17 @@ def parse_ip_literal(host: str) -> IPAddress | None:
     """
     if not isinstance(host, str):
         return None
+    if len(host) <= 256:
+        return _parse_ip_literal_cached(host)  # results are immutable; hosts repeat
+    return _parse_ip_literal(host)
+
+
+@lru_cache(maxsize=4096)
+def _parse_ip_literal_cached(host: str) -> IPAddress | None:
+    return _parse_ip_literal(host)
+
+
+def _parse_ip_literal(host: str) -> IPAddress | None:
     h = host.strip()
     if not h.isascii():
         h = unicodedata.normalize("NFKC", h).translate(_DOTS)
@@ -279,6 +290,11 @@ def special_purpose(ip: IPAddress | str) -> str | None:
         if parsed is None:
             raise ValueError(f"not an IP address: {ip!r}")
         ip = parsed
+    return _special_purpose(ip)
+
+
+@lru_cache(maxsize=4096)
+def _special_purpose(ip: IPAddress) -> str | None:
     if isinstance(ip, ipaddress.IPv4Address):
         return _special_v4(ip)
     if ip.scope_id:
@@ -379,6 +395,7 @@ def is_metadata_host(host: str) -> bool:
 _PORTED = re.compile(r"^(?P<host>.+?):(?P<port>[0-9]{1,5})$")
 
 
+@lru_cache(maxsize=1024)
 def _split_entry(entry: str) -> tuple[str, int | None]:
     """``"[::1]:8080"`` → ("::1", 8080); ``"10.0.0.0/8"`` → ("10.0.0.0/8", None); ``"h:5432"`` → ("h", 5432)."""
     e = entry.strip()
@@ -394,6 +411,7 @@ def _split_entry(entry: str) -> tuple[str, int | None]:
     return e, None
 
 
+@lru_cache(maxsize=1024)
 def _entry_network(spec: str) -> IPNetwork | None:
     if "/" in spec:
         try:

@@ -14,7 +14,10 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import re
+import threading
 import unicodedata
+import weakref
+from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
@@ -422,13 +425,117 @@ class _Collector:
             self.findings.append(f)
 
 
+# --------------------------------------------------------------------------- caches
+#
+# `check_url` is a pure function of (inspector configuration, URL, method, location): no DNS, no
+# clock, no state. An agent calls the same few hosts (and often the same URLs) over and over, so
+# the verdicts are memoised per inspector in two bounded LRU maps:
+#   - whole URLs (up to _CACHEABLE_URL_LEN characters): the complete finding list;
+#   - hosts: the host checks (syntax, IDNA, homographs, SSRF, allow/block/exfil lists), keyed by
+#     (host as written, effective port, location), shared by every URL on that host.
+# A cache belongs to one Inspector (weakly referenced) and is dropped when that inspector's config
+# or mode object is replaced, so a reload (a new inspector or config) never sees stale verdicts.
+
+_URL_CACHE_SIZE = 4096
+_HOST_CACHE_SIZE = 4096
+#: longer URLs are checked every time (and never held in memory by the cache)
+_CACHEABLE_URL_LEN = 2048
+
+
+class _PolicyCache:
+    __slots__ = ("config", "hosts", "lock", "mode", "urls")
+
+    def __init__(self, inspector: Any) -> None:
+        self.config = inspector.config
+        self.mode = inspector.mode
+        self.urls: OrderedDict[tuple[str, str, str], tuple[Finding, ...]] = OrderedDict()
+        self.hosts: OrderedDict[tuple[str, int | None, str], tuple[Any, tuple[Finding, ...], Any]] = OrderedDict()
+        self.lock = threading.Lock()
+
+    def get(self, table: OrderedDict, key: Any) -> Any:
+        with self.lock:
+            value = table.get(key)
+            if value is not None:
+                table.move_to_end(key)
+            return value
+
+    def put(self, table: OrderedDict, key: Any, value: Any, size: int) -> None:
+        with self.lock:
+            table[key] = value
+            table.move_to_end(key)
+            while len(table) > size:
+                table.popitem(last=False)
+
+
+_caches: weakref.WeakKeyDictionary[Any, _PolicyCache] = weakref.WeakKeyDictionary()
+_caches_lock = threading.Lock()
+
+
+def _cache_for(inspector: Any) -> _PolicyCache | None:
+    """The verdict cache of `inspector`, or None when it cannot have one (not weak-referenceable)."""
+    try:
+        cache = _caches.get(inspector)
+        if cache is None or cache.config is not inspector.config or cache.mode is not inspector.mode:
+            cache = _PolicyCache(inspector)
+            with _caches_lock:
+                _caches[inspector] = cache
+        return cache
+    except TypeError:
+        return None
+
+
+def clear_caches() -> None:
+    """Forget every memoised URL and host verdict (tests; after changing module-level lists)."""
+    with _caches_lock:
+        _caches.clear()
+
+
 def check_url(inspector: Any, url: str, method: str = "GET", location: str = "url") -> list[Finding]:
     """Every URL-policy finding for one request URL (no DNS lookup).
 
     Findings are built with ``inspector.finding`` so the mode table and per-rule overrides apply.
     Locations: ``url``, ``url.scheme``, ``url.userinfo``, ``url.host``, ``url.path``,
     ``url.query.<name>``, ``url.fragment`` (with `location` in place of ``url``).
+    Verdicts are memoised per inspector (see the caches above); the result is a fresh list.
     """
+    cache = _cache_for(inspector) if isinstance(url, str) and isinstance(method, str) \
+        and isinstance(location, str) and len(url) <= _CACHEABLE_URL_LEN else None
+    if cache is None:
+        return _check_url(inspector, url, method, location, None)
+    key = (url, method, location)
+    hit = cache.get(cache.urls, key)
+    if hit is not None:
+        return list(hit)
+    findings = _check_url(inspector, url, method, location, cache)
+    cache.put(cache.urls, key, tuple(findings), _URL_CACHE_SIZE)
+    return findings
+
+
+def _host_checks(c: _Collector, parts: SplitURL, fields: list[tuple[str, str, tuple[str, ...]]],
+                 cache: _PolicyCache | None) -> None:
+    """Host syntax, SSRF and list checks, memoised per (host, effective port, location)."""
+    port = parts.effective_port
+    key = (parts.host, port, c.loc)
+    hit = cache.get(cache.hosts, key) if cache is not None else None
+    if hit is not None:
+        _info, host_findings, host_fields = hit
+        c.findings.extend(host_findings)
+        fields.extend(host_fields)
+        return
+    hc = _Collector(c.inspector, c.loc)
+    hfields: list[tuple[str, str, tuple[str, ...]]] = []
+    host_info = _check_host(hc, parts, hfields)
+    if host_info is not None:
+        name, ip = host_info
+        _check_ssrf(hc, name, ip, port)
+        _check_lists(hc, name, ip)
+    c.findings.extend(hc.findings)
+    fields.extend(hfields)
+    if cache is not None:
+        cache.put(cache.hosts, key, (host_info, tuple(hc.findings), tuple(hfields)), _HOST_CACHE_SIZE)
+
+
+def _check_url(inspector: Any, url: str, method: str, location: str, cache: _PolicyCache | None) -> list[Finding]:
     c = _Collector(inspector, location)
     if not isinstance(url, str):
         c.add("url.invalid", "url", "medium", f"URL is not a string ({type(url).__name__})")
@@ -458,12 +565,7 @@ def check_url(inspector: Any, url: str, method: str = "GET", location: str = "ur
     fields: list[tuple[str, str, tuple[str, ...]]] = []  # (location part, text, decode chain)
     if parts.userinfo is not None:
         _check_userinfo(c, parts.userinfo, fields)
-    host_info = _check_host(c, parts, fields)
-    if host_info is not None:
-        name, ip = host_info
-        port = parts.effective_port
-        _check_ssrf(c, name, ip, port)
-        _check_lists(c, name, ip)
+    _host_checks(c, parts, fields, cache)
     _check_path(c, parts.path, fields)
     # path segments (not the whole path) go to the entropy check like query values do
     entropy_inputs = [(p, t, ch) for p, t, ch in fields if p == "path" and "/" not in t]
@@ -494,7 +596,10 @@ def check_url(inspector: Any, url: str, method: str = "GET", location: str = "ur
             # the value is not a known credential format, but the parameter says it is one
             c.add("url.secret_param", "credential", "high", f"credential in query parameter {name!r}",
                   part=part, evidence=redact(value), decoded=chain)
+    min_len = inspector.config.detection.entropy.min_length
     for part, text, chain in entropy_inputs:
+        if len(text) < min_len:
+            continue  # shorter than any token the entropy detector reports
         loc = f"{location}.{part}"
         already = [f for f in c.findings if f.location == loc]
         c.findings.extend(inspector.entropy_findings(text, loc, chain, already))
@@ -512,8 +617,13 @@ def _finish(findings: list[Finding]) -> list[Finding]:
     return out
 
 
+_ASCII_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
 def _check_characters(c: _Collector, url: str) -> str:
     """Raw control characters: report them, and return the URL without them (and trimmed)."""
+    if url.isascii() and _ASCII_CONTROL.search(url) is None:
+        return url.strip(" ")  # fast path: printable ASCII holds none of the characters below
     bad: list[str] = []
     crlf = nul = other = False
     for ch in url:
