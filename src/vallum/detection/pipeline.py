@@ -15,6 +15,7 @@ import importlib
 import json
 import re
 import threading
+import unicodedata
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -36,6 +37,9 @@ KIND_PLUGINS: dict[str, str] = {
 }
 
 SECRET_CATEGORIES = frozenset({"credential", "pii", "entropy"})
+#: invisible format characters (zero-width, soft hyphen, bidi controls, tags, variation selectors)
+_FORMAT_CHARS = re.compile("[\u00ad\u034f\u061c\u180b-\u180f\u200b-\u200f\u202a-\u202e\u2060-\u206f"
+                           "\ufe00-\ufe0f\ufeff\U000e0000-\U000e0fff]")
 INJECTION_CATEGORIES = frozenset({"injection", "tool_poisoning"})
 
 
@@ -137,6 +141,11 @@ class Inspector:
     def segments(self, text: str) -> list[Segment]:
         det = self.config.detection
         segs = [Segment(text)]
+        if not text.isascii():
+            # a secret cut by zero-width characters or typed in full-width forms: match it folded
+            folded = unicodedata.normalize("NFKC", _FORMAT_CHARS.sub("", text))
+            if folded != text:
+                segs.append(Segment(folded, ("unicode",)))
         for hidden in normalize.hidden_payloads(text):
             segs.append(Segment(hidden, ("unicode_tags",)))
         for d in decode.decode_layers(text, det.max_decode_depth, det.max_decoded_bytes):
