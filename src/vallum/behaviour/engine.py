@@ -543,8 +543,9 @@ class RiskEngine:
     # ------------------------------------------------------------------ features
     def _update_features(self, etype: str, base: dict[str, Any], states: dict[str, EntityState], ts: float,
                          now: float, plan: str) -> None:
-        feats = self._features_by_type.get(etype)
-        todo = (feats or []) + self._features_any if self._features_any else feats
+        todo = self._features_by_type.get(etype)
+        if self._features_any:
+            todo = (todo or []) + self._features_any
         if not todo:
             return
         base_act = None
