@@ -72,6 +72,9 @@ HOP_BY_HOP = frozenset({
     b"connection", b"keep-alive", b"proxy-connection", b"proxy-authorization", b"proxy-authenticate",
     b"te", b"trailer", b"transfer-encoding", b"upgrade", b"expect", b"x-vallum-principal",
 })
+#: headers addressed to the proxy itself (identity), consumed here and never forwarded: not scanned as
+#: outgoing data (a client's own proxy credentials are not a leak)
+CONSUMED = frozenset({b"proxy-authorization", b"x-vallum-principal"})
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
 FETCH_UA = b"vallum-fetch/0.1"
 
@@ -519,7 +522,7 @@ class EgressProxy:
                          state: ProxyState) -> bytes | None:
         """The whole request body, or None when it exceeds `egress.max_body_bytes`."""
         limit = state.config.egress.max_body_bytes
-        cl = _header(list(req.headers), b"content-length")
+        cl = _header(req.headers, b"content-length")  # type: ignore[arg-type]
         if cl is not None and cl.strip().isascii() and cl.strip().isdigit() and int(cl) > limit:
             return None
         if conn.they_are_waiting_for_100_continue:
@@ -624,8 +627,9 @@ class EgressProxy:
                         insp, "egress.host_mismatch", "Host header does not match the CONNECT target "
                         "(domain fronting)", category="url", location="request.headers.host"))
         # request_findings runs the URL policy too (check_url) before headers and body
+        scanned = [(k, v) for k, v in headers if k.lower() not in CONSUMED]
         findings += policy.request_findings(
-            insp, flow.method, url, policy.headers_dict(headers), body,
+            insp, flow.method, url, policy.headers_dict(scanned), body,
             content_type=_header(headers, b"content-type"), content_encoding=_header(headers, b"content-encoding"),
             max_body_bytes=state.config.egress.max_body_bytes)
         findings = self._tighten(flow, dedupe(findings))
@@ -706,9 +710,10 @@ class EgressProxy:
             up.close()
             raise
 
-    def _client_headers(self, resp: h11.Response, warned: bool) -> list[tuple[bytes, bytes]]:
-        conn_tokens = {t.strip().lower().encode()
-                       for t in (_header(list(resp.headers), b"connection") or "").split(",")}
+    def _client_headers(self, resp: h11.Response, warned: bool,
+                        lowered: list[tuple[bytes, bytes]] | None = None) -> list[tuple[bytes, bytes]]:
+        conn = _header(lowered if lowered is not None else resp.headers, b"connection")  # type: ignore[arg-type]
+        conn_tokens = {t.strip().lower().encode() for t in conn.split(",")} if conn else set()
         out = [(k, v) for k, v in resp.headers.raw_items()
                if k.lower() not in HOP_BY_HOP and k.lower() not in conn_tokens]
         if warned:
@@ -719,7 +724,8 @@ class EgressProxy:
                               up: UpstreamConn, resp: h11.Response, *, warned: bool) -> bool:
         eg = state.config.egress
         insp = state.inspector
-        ctype = _header(list(resp.headers), b"content-type")
+        rh = list(resp.headers)  # (lower-case name, value) pairs, listed once per response
+        ctype = _header(rh, b"content-type")
         no_body = flow.method == "HEAD" or resp.status_code in (204, 304) or 100 <= resp.status_code < 200
         if eg.scan_responses and not no_body and policy.is_sse(ctype):
             return await self._relay_sse(conn, stream, flow, state, up, resp, warned=warned)
@@ -734,7 +740,6 @@ class EgressProxy:
                             message=f.message, location=f.location)
                 return await self._deny(conn, stream, flow, [f], direction="response", reason=f.message)
             self.pool.release(up)
-            rh = list(resp.headers)
             findings = policy.response_findings(
                 insp, flow.url, resp.status_code, policy.headers_dict(rh), rbody, content_type=ctype,
                 content_encoding=_header(rh, b"content-encoding"), max_body_bytes=eg.max_response_bytes)
@@ -745,7 +750,7 @@ class EgressProxy:
                 return await self._fail(conn, stream, flow, state, "vallum.sink_refused",
                                         "the decision could not be recorded; blocked (fail closed)",
                                         status=403, direction="response")
-            out_headers = self._client_headers(resp, warned or action is Action.WARN)
+            out_headers = self._client_headers(resp, warned or action is Action.WARN, rh)
             events: list[h11.Event] = [h11.Response(status_code=resp.status_code, reason=resp.reason,
                                                     headers=out_headers)]
             if rbody:
@@ -755,7 +760,7 @@ class EgressProxy:
             return True
         # Not text (images, archives, binary): streamed through as is.
         await self._write(conn, stream, h11.Response(status_code=resp.status_code, reason=resp.reason,
-                                                     headers=self._client_headers(resp, warned)))
+                                                     headers=self._client_headers(resp, warned, rh)))
         async for chunk in iter_body(up, eg.upstream_timeout):
             stream.write(conn.send(h11.Data(data=chunk)) or b"")
             await stream.drain()
