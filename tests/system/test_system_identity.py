@@ -94,3 +94,18 @@ def test_identity_methods_on_a_running_stack(tmp_path: Path) -> None:
             assert ("carol", None, "header") in who
             assert (None, "agent:ci", "listener") in who
             assert (None, None, "proxy_auth_missing") in who
+
+
+def test_identity_hash_command() -> None:
+    import subprocess
+    import sys
+
+    for method in ("sha256", "scrypt"):
+        r = subprocess.run([sys.executable, "-m", "vallum", "identity", "hash", "--stdin", "--method", method],
+                           input="agent-pw\n", capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r.stderr
+        h = r.stdout.strip()
+        assert h.startswith(f"{method}:") and check_secret("agent-pw", h) and not check_secret("agent-p", h)
+    r = subprocess.run([sys.executable, "-m", "vallum", "identity", "hash", "--stdin"], input="\n",
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "empty secret" in r.stderr
