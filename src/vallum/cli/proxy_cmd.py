@@ -36,8 +36,16 @@ def proxy(
         print(f"vallum egress proxy listening on {addr} (mode {cfg.mode}); "
               f"HTTP_PROXY=http://{addr} HTTPS_PROXY=http://{addr}", flush=True)
 
+    # Like every vallum process, the proxy hands its decisions to the audit log (and metrics);
+    # an audit log that cannot be opened is an error: no unaudited proxy.
+    from vallum.audit.factory import build_decision_sink
+
     try:
-        asyncio.run(run_proxy(cfg, config_path=config, listen=addr, ready=ready))
+        sink = build_decision_sink(cfg, component="proxy")
+    except Exception as exc:  # AuditError, OSError, ValueError
+        raise fail(f"cannot open the audit log: {exc}") from None
+    try:
+        asyncio.run(run_proxy(cfg, config_path=config, listen=addr, ready=ready, sink=sink))
     except CAError as exc:
         raise fail(str(exc)) from None
     except OSError as exc:
