@@ -768,3 +768,59 @@ def test_policy_evidence_never_holds_a_host_or_userinfo_secret(url: str) -> None
     text = json.dumps(v.to_dict()).lower()
     assert GHP.lower() not in text
     assert GHP[4:24].lower() not in text
+
+
+# --------------------------------------------------------------------------- memoised verdicts
+
+
+def _rules_of(findings: list[Finding]) -> list[tuple[str, str]]:
+    return [(f.rule, f.location) for f in findings]
+
+
+def test_cached_verdict_equals_a_fresh_check_and_is_a_fresh_list() -> None:
+    insp = inspector()
+    url = f"https://api.example.com/v1/items?token={GHP}"
+    first = check_url(insp, url)
+    assert any(f.category == "credential" for f in first)
+    first.clear()  # a caller mutating its list never changes later verdicts
+    again = check_url(insp, url)
+    fresh = check_url(inspector(), url)
+    assert again and _rules_of(again) == _rules_of(fresh)
+
+
+def test_cache_belongs_to_one_inspector_and_its_config() -> None:
+    url = "http://10.1.2.3:8080/x"
+    plain = inspector()
+    allowed = inspector(egress={"allow_private": ["10.0.0.0/8"]})
+    assert "ssrf.special_purpose_address" in {f.rule for f in check_url(plain, url)}
+    assert check_url(allowed, url) == []
+    assert "ssrf.special_purpose_address" in {f.rule for f in check_url(plain, url)}
+    # a config swapped on the same inspector object drops its memoised verdicts
+    plain.config = Config.model_validate({"egress": {"allow_private": ["10.0.0.0/8"]}})
+    assert check_url(plain, url) == []
+    allowed.config = Config.model_validate({"mode": "strict"})
+    allowed.mode = Mode.STRICT
+    assert "ssrf.special_purpose_address" in {f.rule for f in check_url(allowed, url)}
+
+
+def test_host_cache_keeps_per_url_parts_apart() -> None:
+    insp = inspector()
+    assert check_url(insp, "https://docs.example.com/a/b") == []
+    assert "url.path_traversal" in {f.rule for f in check_url(insp, "https://docs.example.com/a/../../etc/passwd")}
+    assert check_url(insp, "https://docs.example.com/c") == []
+    # host findings repeat for every URL on that host, at the caller's location
+    for path in ("/a", "/b"):
+        got = check_url(insp, f"http://metadata.google.internal{path}", location="request.url")
+        assert ("ssrf.metadata", "request.url.host") in _rules_of(got)
+    # the port is part of the host verdict (allow_private entries can name one)
+    ported = inspector(egress={"allow_private": ["127.0.0.1:8080"]})
+    assert check_url(ported, "http://127.0.0.1:8080/") == []
+    assert check_url(ported, "http://127.0.0.1:8081/") != []
+    assert check_url(ported, "http://127.0.0.1:8080/") == []
+
+
+def test_long_urls_are_checked_without_the_cache() -> None:
+    insp = inspector()
+    url = "https://example.com/" + "a/" * 1500 + f"?token={GHP}"
+    assert any(f.category == "credential" for f in check_url(insp, url))
+    assert any(f.category == "credential" for f in check_url(insp, url))

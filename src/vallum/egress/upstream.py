@@ -154,11 +154,11 @@ async def send_request(c: UpstreamConn, method: bytes, target: bytes, headers: l
                        body: bytes, timeout: float) -> h11.Response:
     """Send one request with a fully buffered body and return the response head."""
     try:
-        data = c.conn.send(h11.Request(method=method, target=target, headers=headers))
+        out = [c.conn.send(h11.Request(method=method, target=target, headers=headers)) or b""]
         if body:
-            data = (data or b"") + (c.conn.send(h11.Data(data=body)) or b"")
-        data = (data or b"") + (c.conn.send(h11.EndOfMessage()) or b"")
-        c.stream.write(data)
+            out.append(c.conn.send(h11.Data(data=body)) or b"")
+        out.append(c.conn.send(h11.EndOfMessage()) or b"")
+        c.stream.write(b"".join(out))  # one write, one copy of the body
         async with asyncio.timeout(timeout):
             await c.stream.drain()
     except TimeoutError:
