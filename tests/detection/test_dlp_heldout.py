@@ -25,7 +25,7 @@ EVIDENCE = re.compile(r"^[^…]{0,4}…\[redacted\]$")
 # family -> minimum positives caught (set A, 382 positives); negatives: no block at all
 FLOOR_A = {"ai_providers": 51, "cloud": 31, "comms": 46, "generic": 28, "infra": 93, "payments": 24,
            "pii": 46, "registries": 20, "source_hosting": 36}
-FLOOR_B = {"recall": 99, "false_positives": 1}
+FLOOR_B = {"recall": 103, "false_positives": 0}  # first scan was 99 and 1 (docs/dlp.md)
 
 
 def _rows(name: str) -> list[dict]:

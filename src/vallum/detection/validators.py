@@ -340,7 +340,7 @@ _WORD_SPLIT = re.compile(r"[^a-z]+")
 def bip39_seed_phrase(value: str) -> bool:
     """A run of lower-case words contains a BIP-39 seed phrase: 12 to 24 consecutive wordlist words
     with a valid checksum (any window of the run, longest first)."""
-    words = [w for w in _WORD_SPLIT.split(value) if w]
+    words = [w for w in _WORD_SPLIT.split(value.lower() if value.isupper() else value) if w]
     if len(words) < 12:
         return False
     index = _bip39_index()
@@ -518,6 +518,12 @@ def crc32_base62_mismatch(value: str) -> bool:
     if not sep or len(rest) != 36 or crc32_base62_checksum(value):
         return False
     return high_entropy(rest)
+
+
+@validator("not_masked")
+def not_masked(value: str) -> bool:
+    """Not a masked or zeroed example (`xoxb-0000000000-…-XXXXXXXXXXXX`): no run of 8 equal characters."""
+    return not is_placeholder(value) and re.search(r"(.)\1{7}", value) is None
 
 
 @validator("aws_key_id")
