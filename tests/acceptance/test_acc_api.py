@@ -115,6 +115,18 @@ def test_scan_matches_the_cli(api_server: ApiServer, tmp_path: Path) -> None:
     assert r.json() == json.loads(p.stdout)
 
 
+def test_unknown_route_and_method_are_json_errors(api_server: ApiServer) -> None:
+    r = api_server.get("/api/v1/no-such-route")
+    assert r.status_code == 404
+    _is_json_error(r)
+    r = api_server.get("/api/v1/scan")
+    assert r.status_code == 405
+    _is_json_error(r)
+    r = api_server.post("/api/v1/events", content=b"x" * 10, headers={"Content-Encoding": "br"})
+    assert 400 <= r.status_code < 500
+    _is_json_error(r)
+
+
 @pytest.mark.parametrize("body", [b"{not json", b"", b"\xff\xfe\x00", b'"just a string"'])
 def test_scan_bad_body_is_a_json_400(api_server: ApiServer, body: bytes) -> None:
     r = api_server.post("/api/v1/scan", content=body, headers={"Content-Type": "application/json"})

@@ -49,6 +49,18 @@ MCP_RESULT_INJECTION = {"messages": [
     S.rpc_call(5, "fetch_page", {"url": "https://docs.example.com/"}),
     S.rpc_tool_result(5, S.INJECTION_EXFIL),
 ]}
+MCP_LATE_TOOL = {"messages": [
+    {"jsonrpc": "2.0", "id": 1, "method": "tools/list"},
+    S.rpc_list_result(1, [S.ECHO_TOOL]),
+    {"jsonrpc": "2.0", "id": 2, "method": "tools/list"},
+    S.rpc_list_result(2, [S.ECHO_TOOL, S.HONEST_TOOL]),   # appeared after the first list: unapproved
+]}
+MCP_UNANSWERED = {"messages": [
+    {"jsonrpc": "2.0", "id": 1, "method": "tools/list"},
+    S.rpc_list_result(1, [S.ECHO_TOOL]),
+    S.rpc_tool_result(99, "a result nobody asked for"),   # confused deputy
+]}
+MCP_SAVED_RESULT = {"messages": [S.rpc_tool_result(5, "3 results for rotate the audit log")]}
 MCP_SAVED_LIST = {"messages": [S.rpc_list_result(7, [S.POISONED_TOOL])]}  # a transcript without the request
 
 # id → (kind, content, expected action in balanced mode, categories that must appear, forbidden categories)
@@ -142,6 +154,9 @@ CASES: list[tuple[str, str, Any, str, set[str], set[str]]] = [
     ("mcp-cred-arg", "mcp", MCP_CRED_ARG, "block", {"credential"}, set()),
     ("mcp-result-inj", "mcp", MCP_RESULT_INJECTION, "block", {"injection"}, set()),
     ("mcp-honest", "mcp", MCP_HONEST, "allow", set(), set()),
+    ("mcp-late-tool", "mcp", MCP_LATE_TOOL, "block", set(), set()),
+    ("mcp-unanswered", "mcp", MCP_UNANSWERED, "block", {"protocol"}, set()),
+    ("mcp-saved-result", "mcp", MCP_SAVED_RESULT, "allow", set(), {"protocol"}),
 ]
 BY_ID = {c[0]: c for c in CASES}
 
