@@ -8,7 +8,8 @@ of that size answered with a text/plain body of that size: both directions are s
 64 keep-alive connections it reports requests/s and p50/p99 latency, direct and through vallum.
 The same runs against proxy workers with every detector off ("vallum_transport_only") separate
 the cost of the proxy itself from the cost of the detection engine. Then it holds 1,000 idle keep-alive connections on the proxy, checks that each still answers, and
-prints the proxy's memory per idle connection. Not part of the test suite; keep it short.
+prints the proxy's memory per idle connection, and the URL policy's cost per call (memoised verdict,
+known host, new host). Not part of the test suite; keep it short.
 """
 
 from __future__ import annotations
@@ -118,6 +119,33 @@ def measured(pids: list[int], port: int, up_port: int, size: int, conns: int, se
     n = row["requests"] + row.get("warmup_requests", 0)
     row["proxy_cpu_ms_per_request"] = round(used * 1000 / n, 3) if n else None
     return row
+
+
+def url_policy_us(engine: str, n: int = 2000) -> dict:
+    """Microseconds per `check_url` call for a clean https URL: the same URL again (memoised
+    verdict), a new path on a host seen before (memoised host checks), a new host every time."""
+    if engine != "auto":
+        os.environ["VALLUM_REGEX_ENGINE"] = engine
+    from vallum.config import parse_config
+    from vallum.detection.pipeline import get_inspector
+    from vallum.detection.urlpolicy import check_url
+
+    insp = get_inspector(parse_config({"egress": {"allow_private": ["127.0.0.1"]}}))
+    cases = {
+        "same_url": lambda i: "https://api.example.com/v1/items?page=2&sort=asc",
+        "new_path_known_host": lambda i: f"https://api.example.com/v1/items/{i}?page=2&sort=asc",
+        "new_host": lambda i: f"https://api{i}.example.com/v1/items/{i}?page=2&sort=asc",
+    }
+    out = {}
+    for name, make in cases.items():
+        urls = [make(i) for i in range(n)]
+        check_url(insp, make(-1))
+        check_url(insp, "https://api.example.com/")
+        t0 = time.perf_counter()
+        for u in urls:
+            check_url(insp, u)
+        out[name] = round((time.perf_counter() - t0) / n * 1e6, 1)
+    return out
 
 
 def rss_kb(pid: int) -> int:
@@ -292,6 +320,8 @@ def main() -> None:
     finally:
         for w in workers:
             w.terminate()
+    results["url_policy_us_per_call"] = url_policy_us(args.engine)
+    results["load_average"] = [round(x, 2) for x in os.getloadavg()]
     results["targets"] = {
         "added_p50_ms_1kb_le_1": all(r.get("added_p50_ms", 1e9) <= 1.0 for r in results["scenarios"]
                                      if r["body_bytes"] == 1024),
