@@ -40,6 +40,8 @@ SECRET_CATEGORIES = frozenset({"credential", "pii", "entropy"})
 #: invisible format characters (zero-width, soft hyphen, bidi controls, tags, variation selectors)
 _FORMAT_CHARS = re.compile("[\u00ad\u034f\u061c\u180b-\u180f\u200b-\u200f\u202a-\u202e\u2060-\u206f"
                            "\ufe00-\ufe0f\ufeff\U000e0000-\U000e0fff]")
+#: what makes that copy worth matching: format characters, full-width ASCII, math alphanumerics
+_EVASION_CHARS = re.compile(_FORMAT_CHARS.pattern[:-1] + "\uff01-\uff5e\U0001d400-\U0001d7ff]")
 INJECTION_CATEGORIES = frozenset({"injection", "tool_poisoning"})
 
 
@@ -141,7 +143,7 @@ class Inspector:
     def segments(self, text: str) -> list[Segment]:
         det = self.config.detection
         segs = [Segment(text)]
-        if not text.isascii():
+        if not text.isascii() and _EVASION_CHARS.search(text):
             # a secret cut by zero-width characters or typed in full-width forms: match it folded
             folded = unicodedata.normalize("NFKC", _FORMAT_CHARS.sub("", text))
             if folded != text:
