@@ -106,6 +106,9 @@ class Inspector:
         self.rules_by_id = {r.id: r for r in self.rules}
         self.raw = RuleMatcher([r for r in self.rules if r.target == "raw"], engine)
         self.normalized = RuleMatcher([r for r in self.rules if r.target == "normalized"], engine)
+        # inbound scans skip the tooldef-only rules (tool poisoning) instead of matching and discarding
+        self.normalized_inbound = RuleMatcher(
+            [r for r in self.rules if r.target == "normalized" and r.directions != ("tooldef",)], engine)
         self.engine = self.raw.engine
 
     # ----------------------------------------------------------------- policy
@@ -185,7 +188,8 @@ class Inspector:
                         findings.append(f)
             if self.normalized.rules and direction != "outbound":
                 norm = normalize.normalize_for_matching(seg.text)
-                for m in self.normalized.finditer(norm):
+                matcher = self.normalized if direction == "tooldef" else self.normalized_inbound
+                for m in matcher.finditer(norm):
                     if runs_in(m.rule, direction):
                         f = self._rule_finding(m, location, seg.chain)
                         if f is not None:
