@@ -530,9 +530,9 @@ def not_masked(value: str) -> bool:
 def aws_key_id(value: str) -> bool:
     """An AWS access key ID whose 16 characters after the prefix are not a mask (`AKIAXXXXXXXX…`)."""
     body = value[4:]
-    if not value.isupper():  # lower-cased (a DNS label): one case throughout, and a base32 digit
-        if not value.islower() or not re.search(r"[2-7]", body) or "example" in body:
-            return False
+    # lower-cased (a DNS label): one case throughout, and a base32 digit
+    if not value.isupper() and (not value.islower() or not re.search(r"[2-7]", body) or "example" in body):
+        return False
     return len(set(body)) > 3 and not re.search(r"(.)\1{5}", body)
 
 

@@ -15,7 +15,9 @@ DLP_CATEGORIES = {"credential", "pii"}
 def evaluate(path: str) -> tuple[dict, list[dict]]:
     stats: dict = collections.defaultdict(lambda: [0, 0])
     wrong = []
-    for line in open(path):
+    with open(path) as fh:
+        lines = fh.read().splitlines()
+    for line in lines:
         row = json.loads(line)
         v = vallum.scan(row["content"], kind=row["kind"])
         blocked = v.action.value == "block"

@@ -10,13 +10,12 @@ import base64
 import hashlib
 import json
 import quopri
-import random
 import string
 import sys
 import urllib.parse
 
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
-import dlp_heldout_build as A  # noqa: E402  (value generators: vendor formats and checksums)
+import dlp_heldout_build as A
 
 R = A.R
 ALNUM, HEX, UP, DIG = A.ALNUM, A.HEX, A.UP, A.DIG
