@@ -93,9 +93,13 @@ class ApiGuard:
         if scheme.lower() != "bearer" or not token.strip():
             return None
         svc: BehaviourService = request.app.state.behaviour
+        now = time.time()
+        cached = svc.cached_key(token.strip(), now)
+        if cached is not None:
+            return cached[0]  # verified within the last second: no thread hop on the hot path
         import anyio
 
-        return await anyio.to_thread.run_sync(svc.verify_key, token.strip(), time.time())
+        return await anyio.to_thread.run_sync(svc.verify_key, token.strip(), now)
 
 
 # ---------------------------------------------------------------------- body parsing

@@ -168,6 +168,13 @@ class BehaviourService:
         return await loop.run_in_executor(self.executor, lambda: fn(*args, **kwargs))
 
     # ------------------------------------------------------------------ keys
+    def cached_key(self, key: str, now: float) -> tuple[str | None] | None:
+        """`(key id or None,)` when `verify_key` answered for this key within its cache second."""
+        hit = self._key_cache.get(key)
+        if hit is not None and hit[1] > now:
+            return (hit[0],)
+        return None
+
     def verify_key(self, key: str, now: float) -> str | None:
         hit = self._key_cache.get(key)
         if hit is not None and hit[1] > now:

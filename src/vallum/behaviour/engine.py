@@ -23,7 +23,7 @@ from typing import Any
 
 from vallum.behaviour.enrich import IpEnricher, classify_user_agent, email_domain
 from vallum.behaviour.events import Event
-from vallum.behaviour.rules import FeatureDef, Rule, RuleProblem, RuleSet, cel_env, load_ruleset
+from vallum.behaviour.rules import MISSING, FeatureDef, Rule, RuleProblem, RuleSet, cel_env, guard_false, load_ruleset
 from vallum.behaviour.scoring import ACTION_ORDER, Decision, Hit, Thresholds, score_hits
 from vallum.behaviour.windows import BucketWindow, DistinctWindow, Ewma, HourlyBaseline, Reservoir
 
@@ -451,20 +451,29 @@ class RiskEngine:
         if not rules:
             return
         act: dict[str, Any] = {"event": event_map, "first": first, "signals": signals}
-        if "cohort" in uses:
-            act["cohort"] = self._cohort_map(plan, now)
-        for kind in uses:
-            if kind in act:
-                continue
-            kst = states.get(kind)
-            if kst is not None:
-                act[kind] = self._entity_map(kst, base.get(kind), now, attr_uses.get(kind))
+        #: entity maps filled lazily by the guards (name by name), completed before any CEL evaluation
+        partial: dict[str, dict[str, Any]] = {}
         present = states.keys()
-        env_act = cel_env().Activation(act)
+        env_act = None
         touched: set[tuple[str, str]] = set()
         for rule in rules:
             if not rule.needs <= present:
                 continue  # the rule is about an entity this event does not carry
+            if rule.guards and self._guards_fail(rule.guards, act, partial, states, base,
+                                                                        attr_uses, now):
+                continue  # a top-level `&&` operand is false: so is the condition (no CEL needed)
+            if env_act is None:
+                # the snapshot every rule of this event sees: built once, before the first hit
+                if "cohort" in uses:
+                    act["cohort"] = self._cohort_map(plan, now)
+                for kind in uses:
+                    if kind in act:
+                        continue
+                    kst = states.get(kind)
+                    if kst is not None:
+                        act[kind] = self._entity_map(kst, base.get(kind), now, attr_uses.get(kind),
+                                                     partial.get(kind))
+                env_act = cel_env().Activation(act)
             try:
                 val = rule.expr.eval(env_act)
                 out = val.value()
@@ -490,6 +499,45 @@ class RiskEngine:
                     self._rule_error(rule, f"expression returned {out!r}, not a boolean", result)
         for tkey in touched:
             self._redecide(self.entities[tkey], result)
+
+    def _guards_fail(self, guards: tuple[tuple[str, str, str, Any], ...], act: dict[str, Any],
+                     partial: dict[str, dict[str, Any]], states: dict[str, EntityState], base: dict[str, Any],
+                     attr_uses: dict[str, frozenset[str] | None], now: float) -> bool:
+        """True when one guard of a rule is certainly false on the values its CEL program would see.
+
+        Before the snapshot of the event is built, entity values are computed name by name into
+        `partial` (the same values the full map gets: nothing changes before the first CEL
+        evaluation, which builds the snapshot); afterwards the snapshot itself is read.
+        """
+        for src, name, op, const in guards:
+            if src == "attrs":
+                value = act["event"]["attrs"].get(name, MISSING)
+            elif src == "first" or src == "signals":
+                d = act[src]
+                value = [d.get(n, MISSING) for n in const] if op == "or" else d.get(name, MISSING)
+            else:
+                m = act.get(src)  # the complete snapshot, once built
+                if m is not None:
+                    value = m.get(name, MISSING)
+                    if guard_false(op, value, const):
+                        return True
+                    continue
+                m = partial.get(src)
+                if m is None:
+                    kst = states.get(src)
+                    if kst is None:
+                        continue
+                    info = base.get(src)
+                    m = partial[src] = dict(info) if info else {}
+                if name not in m:
+                    wanted = attr_uses.get(src)
+                    if wanted is not None and name not in wanted:
+                        continue
+                    self._entity_value(m, states[src], name, now)
+                value = m.get(name, MISSING)
+            if guard_false(op, value, const):
+                return True
+        return False
 
     def _rule_error(self, rule: Rule, msg: str, result: IngestResult) -> None:
         # missing keys are the normal way a rule does not apply (e.g. no ip on the event)
@@ -554,6 +602,8 @@ class RiskEngine:
             if st is None:
                 continue
             if f.when_expr is not None:
+                if f.guards and _feature_guards_fail(f.guards, base):
+                    continue  # `when` is certainly not true: skip the CEL evaluation
                 if base_act is None:
                     base_act = cel_env().Activation(base)
                 try:
@@ -640,12 +690,13 @@ class RiskEngine:
         return out
 
     def _entity_map(self, st: EntityState, info: dict[str, Any] | None, now: float,
-                    wanted: frozenset[str] | None = None) -> dict[str, Any]:
+                    wanted: frozenset[str] | None = None, partial: dict[str, Any] | None = None) -> dict[str, Any]:
         """The CEL map of an entity: enrichment info, built-in values and features.
 
         With `wanted`, only those names are computed (the rules of this event type use no others).
+        `partial` is a map already started (by the rule guards): it is completed in place.
         """
-        m: dict[str, Any] = dict(info) if info else {}
+        m: dict[str, Any] = partial if partial is not None else (dict(info) if info else {})
         feats = self._feature_defs.get(st.kind, {})
         names = wanted if wanted is not None else (set(_BUILTINS) | set(feats) | {
             "n_" + k + "s" for k in st.links} | {"n_seen_" + k for k in st.seen} | {
@@ -654,21 +705,28 @@ class RiskEngine:
         for name in names:
             if name in m:
                 continue
-            f = feats.get(name)
-            if f is not None:
-                m[name] = self._feature_value(f, st.feats.get(name), now)
-                continue
-            fn = _BUILTINS.get(name)
-            if fn is not None:
-                v = fn(self, st, now)
-                if v is not None:
-                    m[name] = v
-                continue
-            if name.startswith("n_seen_"):
-                m[name] = float(len(st.seen.get(name[7:], ())))
-            elif name.startswith("n_") and name.endswith("s"):
-                m[name] = float(len(st.links.get(name[2:-1], ())))
+            self._entity_value(m, st, name, now, feats)
         return m
+
+    def _entity_value(self, m: dict[str, Any], st: EntityState, name: str, now: float,
+                      feats: dict[str, FeatureDef] | None = None) -> None:
+        """Compute one name of an entity map into `m` (nothing when the entity has no such value)."""
+        if feats is None:
+            feats = self._feature_defs.get(st.kind, {})
+        f = feats.get(name)
+        if f is not None:
+            m[name] = self._feature_value(f, st.feats.get(name), now)
+            return
+        fn = _BUILTINS.get(name)
+        if fn is not None:
+            v = fn(self, st, now)
+            if v is not None:
+                m[name] = v
+            return
+        if name.startswith("n_seen_"):
+            m[name] = float(len(st.seen.get(name[7:], ())))
+        elif name.startswith("n_") and name.endswith("s"):
+            m[name] = float(len(st.links.get(name[2:-1], ())))
 
     def _linked_users(self, st: EntityState) -> tuple[set[str], int]:
         """Users sharing a device or an API key with this user (IPs are too often shared to count)."""
@@ -879,6 +937,21 @@ class RiskEngine:
                     out.append(d)
             out.sort(key=lambda d: (-d.score, d.entity_type, d.entity_id))
             return out[:limit]
+
+
+def _feature_guards_fail(guards: tuple[tuple[str, str, str, Any], ...], base: dict[str, Any]) -> bool:
+    """A feature's `when` guards over the base map (event, ip, device, first, signals)."""
+    for src, name, op, const in guards:
+        if src == "attrs":
+            value = base["event"]["attrs"].get(name, MISSING)
+        else:
+            m = base.get(src)
+            if m is None:
+                continue
+            value = [m.get(n, MISSING) for n in const] if op == "or" else m.get(name, MISSING)
+        if guard_false(op, value, const):
+            return True
+    return False
 
 
 def _b_plan(eng: RiskEngine, st: EntityState, now: float) -> Any:

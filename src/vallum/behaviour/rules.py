@@ -90,6 +90,8 @@ class FeatureDef:
     source: str = ""
     when_expr: Any = None
     field_path: tuple[str, ...] = ()
+    #: cheap Python pre-checks of `when` (see `guards_for`): one false guard means `when` is false
+    guards: tuple[tuple[str, str, str, Any], ...] = ()
 
 
 @dataclass(slots=True)
@@ -124,6 +126,8 @@ class Rule:
     uses: frozenset[str] = frozenset()
     #: entity kinds the condition reads: the rule is skipped for events without one of them
     needs: frozenset[str] = frozenset()
+    #: cheap Python pre-checks of `when` (see `guards_for`): one false guard means `when` is false
+    guards: tuple[tuple[str, str, str, Any], ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return {"id": self.id, "description": self.description, "when": self.when, "scope": self.scope,
@@ -197,6 +201,150 @@ def compile_cel(expression: str) -> Any:
         raise CelCompileError(text.split("\n")[0], None, None) from None
 
 
+def _conjuncts(expression: str, op: str = "&&") -> list[str] | None:
+    """The top-level `&&` (or `||`) operands of an expression; None when it is not that plain form."""
+    other = "||" if op == "&&" else "&&"
+    if re.search(r"(?<![\w.])[rRbB]{1,2}['\"]", expression):
+        return None  # raw/bytes literals: not worth parsing here
+    parts: list[str] = []
+    depth = 0
+    quote = ""
+    start = 0
+    i = 0
+    n = len(expression)
+    while i < n:
+        ch = expression[i]
+        if quote:
+            if ch == "\\":
+                i += 2
+                continue
+            if ch == quote:
+                quote = ""
+        elif ch in "\"'":
+            if expression.startswith(ch * 3, i):
+                return None
+            quote = ch
+        elif ch in "([{":
+            depth += 1
+        elif ch in ")]}":
+            depth -= 1
+        elif depth == 0:
+            if expression.startswith(op, i):
+                parts.append(expression[start:i])
+                i += 2
+                start = i
+                continue
+            if (op == "&&" and expression.startswith(other, i)) or ch == "?":
+                return None
+        i += 1
+    if quote or depth:
+        return None
+    parts.append(expression[start:])
+    return [p.strip() for p in parts]
+
+
+_NUM = r"(-?\d+\.\d*(?:[eE][+-]?\d+)?)"
+_CMP = r"\s*(>=|<=|>|<|==)\s*"
+_ATTR = r"event\.attrs(?:\.([A-Za-z_]\w*)|\[\"([^\"\\]*)\"\])"
+_G_VAR_CMP = re.compile(rf"^([a-z_]+)\.([A-Za-z_]\w*){_CMP}{_NUM}$")
+_G_VAR_BOOL = re.compile(r"^([a-z_]+)\.([A-Za-z_]\w*)$")
+_G_ATTR_CMP = re.compile(rf"^{_ATTR}{_CMP}{_NUM}$")
+_G_ATTR_STR = re.compile(rf"^{_ATTR}\s*==\s*(?:'([^'\\]*)'|\"([^\"\\]*)\")$")
+_G_ATTR_BOOL = re.compile(rf"^{_ATTR}$")
+_G_HAS = re.compile(r"^(?:has\(event\.attrs\.([A-Za-z_]\w*)\)"
+                    r"|\"([^\"\\]*)\"\s+in\s+event\.attrs|'([^'\\]*)'\s+in\s+event\.attrs)$")
+_G_SIZE = re.compile(r"^size\(([a-z_]+)\.([A-Za-z_]\w*)\)\s*(>=|<=|>|<|==)\s*(\d+)$")
+_GUARD_VARS = frozenset(k for k in CEL_VARS if k not in ("event", "cohort"))
+
+
+def guards_for(expression: str) -> tuple[tuple[str, str, str, Any], ...]:
+    """Cheap pre-checks of a CEL condition, evaluated in Python before the CEL program.
+
+    Each guard is one top-level `&&` operand of a simple form: `<var>.<name> <op> <double>`,
+    `size(<var>.<name>) <op> <int>` over a list, a bare boolean `<var>.<name>` /
+    `event.attrs.<name>`, `event.attrs.<name> == '<text>'`,
+    (or the whole expression is `first.<a> || first.<b> || …`, likewise for `signals`),
+    `has(event.attrs.<name>)` or `'<name>' in event.attrs`. When a guard is certainly false on the
+    values the expression would see, the whole conjunction is false (CEL's `&&` is false as soon
+    as one operand is false, whatever the others give, errors included), so the CEL evaluation
+    can be skipped with the same outcome. A guard that cannot be decided (missing key, other
+    types) decides nothing: the CEL program runs as before.
+    """
+    parts = _conjuncts(expression)
+    if not parts:
+        # `first.a || first.b || …` (one map's booleans): false when every one of them is false
+        alts = _conjuncts(expression, "||")
+        if alts and len(alts) > 1:
+            ms = [_G_VAR_BOOL.match(a) for a in alts]
+            if all(ms) and len({m.group(1) for m in ms if m}) == 1:
+                src = ms[0].group(1) if ms[0] else ""
+                if src in ("first", "signals"):
+                    return ((src, "", "or", tuple(m.group(2) for m in ms if m)),)
+        return ()
+    out: list[tuple[str, str, str, Any]] = []
+    for p in parts:
+        m = _G_HAS.match(p)
+        if m:
+            out.append(("attrs", next(g for g in m.groups() if g is not None), "has", None))
+            continue
+        m = _G_ATTR_CMP.match(p)
+        if m:
+            out.append(("attrs", m.group(1) if m.group(1) is not None else m.group(2), m.group(3), float(m.group(4))))
+            continue
+        m = _G_ATTR_STR.match(p)
+        if m:
+            out.append(("attrs", m.group(1) if m.group(1) is not None else m.group(2), "==s",
+                        m.group(3) if m.group(3) is not None else m.group(4)))
+            continue
+        m = _G_ATTR_BOOL.match(p)
+        if m:
+            out.append(("attrs", m.group(1) if m.group(1) is not None else m.group(2), "bool", None))
+            continue
+        m = _G_SIZE.match(p)
+        if m and m.group(1) in _GUARD_VARS:
+            out.append((m.group(1), m.group(2), "size" + m.group(3), int(m.group(4))))
+            continue
+        m = _G_VAR_CMP.match(p)
+        if m and m.group(1) in _GUARD_VARS:
+            out.append((m.group(1), m.group(2), m.group(3), float(m.group(4))))
+            continue
+        m = _G_VAR_BOOL.match(p)
+        if m and m.group(1) in _GUARD_VARS:
+            out.append((m.group(1), m.group(2), "bool", None))
+    return tuple(out)
+
+
+#: what a guard sees for an absent key
+MISSING: Any = object()
+
+
+def guard_false(op: str, value: Any, const: Any) -> bool:
+    """True when a guard is certainly false for `value` (`MISSING`: the key is absent)."""
+    if op == "has":
+        return value is MISSING
+    if op == "bool":
+        return value is False
+    if op == "or":
+        return all(v is False for v in value)
+    if op == "==s":
+        return type(value) is str and value != const
+    if op[:4] == "size":
+        if type(value) is not list:
+            return False
+        value, op = float(len(value)), op[4:]
+    if type(value) is not float:
+        return False
+    if op == ">=":
+        return not value >= const
+    if op == ">":
+        return not value > const
+    if op == "<=":
+        return not value <= const
+    if op == "<":
+        return not value < const
+    return value != const
+
+
 def names_used(*expressions: str) -> frozenset[str]:
     found: set[str] = set()
     for e in expressions:
@@ -263,6 +411,7 @@ def _parse_feature(d: Any, source: str, problems: list[RuleProblem]) -> FeatureD
     if f.when:
         try:
             f.when_expr = compile_cel(str(f.when))
+            f.guards = guards_for(str(f.when))
         except CelCompileError as exc:
             problems.append(RuleProblem(source, item, f"when: {exc.message}", exc.line, exc.column))
             return None
@@ -345,6 +494,7 @@ def _parse_rule(d: Any, source: str, problems: list[RuleProblem]) -> Rule | None
         except CelCompileError as exc:
             problems.append(RuleProblem(source, item, f"evidence {ev!r}: {exc.message}", exc.line, exc.column))
     rule.uses = names_used(when, *evidence)
+    rule.guards = guards_for(when)
     rule.needs = frozenset(k for k in names_used(when) if k in ENTITY_KINDS and k not in ("plan", "global")) | (
         frozenset([scope]) if scope in ENTITY_KINDS else frozenset())
     for ex in d.get("examples", []) or []:
