@@ -52,6 +52,16 @@ def vallum(*args: str, input: bytes | str | None = None, cwd: Path | None = None
                           env=env or base_env(), timeout=timeout)
 
 
+def vallum_all(*calls: tuple[tuple[str, ...], dict[str, Any]]) -> list[subprocess.CompletedProcess[bytes]]:
+    """Run several independent `vallum` commands at once (each `(args, kwargs-for-vallum)`); results
+    in the same order. Start-up dominates these short commands, so overlap them."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        futures = [pool.submit(vallum, *args, **kw) for args, kw in calls]
+        return [f.result() for f in futures]
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -85,8 +95,8 @@ class Daemon:
                  cwd: Path | None = None) -> None:
         self.out_path = workdir / f"daemon-{port}.out"
         self.err_path = workdir / f"daemon-{port}.err"
-        self._out = open(self.out_path, "wb")
-        self._err = open(self.err_path, "wb")
+        self._out = open(self.out_path, "wb")  # noqa: SIM115 - lives as long as the process
+        self._err = open(self.err_path, "wb")  # noqa: SIM115
         self.proc = subprocess.Popen([VALLUM, *args], stdout=self._out, stderr=self._err,
                                      stdin=subprocess.DEVNULL, env=env or base_env(), cwd=cwd)
         self.port = port

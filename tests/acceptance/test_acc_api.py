@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 import pytest
 import samples as S
+
 from conftest import ApiServer, Daemon, free_port, vallum, write_yaml
 
 ENTITY_TYPES = ["user", "session", "conversation", "ip", "device", "api_key", "agent", "domain"]

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 import samples as S
+
 from conftest import Upstream, start_proxy, vallum
 
 

@@ -12,8 +12,8 @@ from typing import Any
 import anyio
 import pytest
 import samples as S
-from conftest import MCP_SERVER, PY, VALLUM, Daemon, base_env, free_port, vallum, write_yaml
 
+from conftest import MCP_SERVER, PY, VALLUM, Daemon, base_env, free_port, vallum, write_yaml
 from mcp import Client, StdioServerParameters
 
 INIT = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
@@ -142,7 +142,7 @@ def test_wrap_audit_mode_passes_with_finding_in_meta(tmp_path: Path) -> None:
         m = c.request(_call(3, "fetch_doc", {"name": "attack"}), 3)
         res = m["result"]
         assert res.get("isError") is not True and "id_rsa" in res["content"][0]["text"]
-        assert "_meta" in res and res["_meta"], res
+        assert res.get("_meta"), res
         m = c.request(_call(4, "run_command", {"command": "rm -rf /"}), 4)
         assert m["result"].get("isError") is not True
     finally:

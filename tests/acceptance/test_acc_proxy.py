@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 import pytest
 import samples as S
+
 from conftest import Proxy, Upstream, free_port
 
 BLOCK_KEYS = {"action", "rule", "category", "message", "request_id"}
@@ -23,7 +24,7 @@ def assert_block(r: httpx.Response, category: str | None = None, status: int = 4
     assert r.status_code == status, (r.status_code, r.text[:500])
     assert r.headers.get("x-vallum-action", "").lower() == "block", dict(r.headers)
     body = r.json()
-    assert BLOCK_KEYS <= set(body), body
+    assert set(body) >= BLOCK_KEYS, body
     assert body["action"] == "block"
     if category:
         assert body["category"] == category, body
@@ -132,7 +133,7 @@ def test_connect_blocked_gets_403_not_200(proxy: Proxy) -> None:
         assert b"x-vallum-action: block" in head.lower(), head
         import json
 
-        assert BLOCK_KEYS <= set(json.loads(body)), body
+        assert set(json.loads(body)) >= BLOCK_KEYS, body
 
 
 def test_connect_allowed_tunnels(proxy: Proxy, upstream: Upstream) -> None:

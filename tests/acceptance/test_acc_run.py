@@ -11,6 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 import samples as S
+
 from conftest import Daemon, Upstream, free_port, vallum, write_yaml
 
 

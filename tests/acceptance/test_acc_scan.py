@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 import samples as S
-from conftest import base_env, jsonl, vallum, write_yaml
+
+from conftest import base_env, jsonl, vallum, vallum_all, write_yaml
 
 CATEGORIES = {"credential", "pii", "injection", "tool_poisoning", "tool_drift", "tool_policy", "ssrf", "url",
               "entropy", "rate_limit", "behaviour", "protocol"}
@@ -161,9 +162,22 @@ CASES: list[tuple[str, str, Any, str, set[str], set[str]]] = [
 BY_ID = {c[0]: c for c in CASES}
 
 
-def _batch_input() -> str:
-    return "".join(json.dumps({"id": cid, "kind": kind, "content": content}) + "\n"
-                   for cid, kind, content, *_ in CASES)
+ENTROPY_URL = "https://uploads.example.com/c?d=Qm9x7ZtR2vLp8KcW4nYs6HjF3gBdXe5TaUq1Ni0"
+# lines added to the runs made with MODE_CONFIG (allowlist, blocklist, entropy)
+MODE_EXTRA = [
+    ("al-on", "url", "https://api.example.com/v1/status"),
+    ("al-apex", "url", "https://example.com/"),
+    ("al-off", "url", "https://news.other-site.org/today"),
+    ("bl-listed", "url", "https://exfil-drop.org/up"),
+    ("bl-sub", "url", "https://a.exfil-drop.org/up"),
+    ("entropy", "url", ENTROPY_URL),
+]
+MODE_CONFIG = {"egress": {"allowlist": ["*.example.com", "*.python.org"], "blocklist": ["exfil-drop.org"]}}
+
+
+def _batch_input(extra: bool = False) -> str:
+    rows = [(cid, kind, content) for cid, kind, content, *_ in CASES] + (MODE_EXTRA if extra else [])
+    return "".join(json.dumps({"id": cid, "kind": kind, "content": content}) + "\n" for cid, kind, content in rows)
 
 
 def _run_batch(tmp: Path, mode: str | None = None, engine: str | None = None,
@@ -173,18 +187,34 @@ def _run_batch(tmp: Path, mode: str | None = None, engine: str | None = None,
         cfg = {"data_dir": str(tmp / "data"), **({"mode": mode} if mode else {}), **(extra or {})}
         args += ["--config", str(write_yaml(tmp / f"cfg-{mode}-{engine}.yaml", cfg))]
     env = base_env(**({"VALLUM_REGEX_ENGINE": engine} if engine else {}))
-    p = vallum(*args, "-", input=_batch_input(), env=env, cwd=tmp)
+    p = vallum(*args, "-", input=_batch_input(extra=bool(extra)), env=env, cwd=tmp)
     return p.returncode, jsonl(p.stdout), p.stderr.decode(errors="replace")
 
 
 @pytest.fixture(scope="module")
-def balanced(tmp_path_factory: pytest.TempPathFactory) -> tuple[int, list[dict[str, Any]], str]:
-    return _run_batch(tmp_path_factory.mktemp("scan"))
+def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[int, list[dict[str, Any]], str]]:
+    """Every batch run of this module at once: default engine, `re` engine, and the three modes."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    tmp = tmp_path_factory.mktemp("scan")
+    jobs = {"balanced": {}, "balanced_re": {"engine": "re"}}
+    for mode in ("strict", "balanced", "audit"):
+        jobs[f"mode-{mode}"] = {"mode": mode, "extra": MODE_CONFIG}
+    for k in jobs:
+        (tmp / k).mkdir()
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        futs = {k: pool.submit(_run_batch, tmp / k, **kw) for k, kw in jobs.items()}
+        return {k: f.result() for k, f in futs.items()}
 
 
 @pytest.fixture(scope="module")
-def balanced_re(tmp_path_factory: pytest.TempPathFactory) -> tuple[int, list[dict[str, Any]], str]:
-    return _run_batch(tmp_path_factory.mktemp("scan-re"), engine="re")
+def balanced(runs: Any) -> tuple[int, list[dict[str, Any]], str]:
+    return runs["balanced"]
+
+
+@pytest.fixture(scope="module")
+def balanced_re(runs: Any) -> tuple[int, list[dict[str, Any]], str]:
+    return runs["balanced_re"]
 
 
 def _cats(v: dict[str, Any]) -> set[str]:
@@ -204,7 +234,7 @@ def test_verdict_shape(balanced: Any) -> None:
         assert v["action"] in RANK, v
         assert isinstance(v["findings"], list)
         for f in v["findings"]:
-            assert FINDING_KEYS <= set(f), f
+            assert set(f) >= FINDING_KEYS, f
             assert f["category"] in CATEGORIES, f
             assert f["action"] in RANK, f
             assert isinstance(f["decoded"], list), f
@@ -227,7 +257,7 @@ def test_evidence_never_holds_a_whole_secret(balanced: Any) -> None:
 def test_kind_positive_and_hard_negative(balanced: Any, cid: str) -> None:
     _, out, _ = balanced
     v = next(x for x in out if x.get("id") == cid)
-    _, kind, _, action, must, forbidden = BY_ID[cid]
+    _, _kind, _, action, must, forbidden = BY_ID[cid]
     cats = _cats(v)
     if action == "allow":
         # hard negatives: nothing blocks; a warn is tolerated only where no forbidden category fired
@@ -257,10 +287,10 @@ def test_same_output_whichever_regex_engine(balanced: Any, balanced_re: Any) -> 
 
 # ------------------------------------------------------------------ mode table (§3)
 @pytest.fixture(scope="module")
-def by_mode(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, dict[str, Any]]]:
+def by_mode(runs: Any) -> dict[str, dict[str, dict[str, Any]]]:
     out = {}
     for mode in ("strict", "balanced", "audit"):
-        code, rows, err = _run_batch(tmp_path_factory.mktemp(f"mode-{mode}"), mode=mode)
+        code, rows, err = runs[f"mode-{mode}"]
         assert rows, err
         out[mode] = {r["id"]: r for r in rows}
         out[mode]["__code__"] = {"code": code}
@@ -293,16 +323,10 @@ def test_tool_policy_keeps_its_action_except_in_audit(by_mode: Any) -> None:
     assert by_mode["audit"]["mcp-destructive"]["action"] == "warn"
 
 
-ENTROPY_URL = "https://uploads.example.com/c?d=Qm9x7ZtR2vLp8KcW4nYs6HjF3gBdXe5TaUq1Ni0"
-
-
-def test_entropy_block_warn_warn(tmp_path: Path) -> None:
-    line = json.dumps({"id": "e", "kind": "url", "content": ENTROPY_URL}) + "\n"
+def test_entropy_block_warn_warn(by_mode: Any) -> None:
     got = {}
     for mode in ("strict", "balanced", "audit"):
-        cfg = write_yaml(tmp_path / f"{mode}.yaml", {"mode": mode, "data_dir": str(tmp_path / "d")})
-        p = vallum("scan", "--batch", "--config", str(cfg), input=line, cwd=tmp_path)
-        (v,) = jsonl(p.stdout)
+        v = by_mode[mode]["entropy"]
         assert "entropy" in _cats(v), v
         got[mode] = [f["action"] for f in v["findings"] if f["category"] == "entropy"]
     assert "block" in got["strict"]
@@ -310,74 +334,63 @@ def test_entropy_block_warn_warn(tmp_path: Path) -> None:
     assert got["audit"] and set(got["audit"]) == {"warn"}
 
 
-def test_allowlist_block_none_warn(tmp_path: Path) -> None:
-    lines = "".join(json.dumps({"id": i, "kind": "url", "content": u}) + "\n" for i, u in [
-        ("on", "https://api.example.com/v1/status"), ("apex", "https://example.com/"),
-        ("off", "https://news.other-site.org/today")])
-    got: dict[str, dict[str, Any]] = {}
-    for mode in ("strict", "balanced", "audit"):
-        cfg = write_yaml(tmp_path / f"{mode}.yaml", {"mode": mode, "data_dir": str(tmp_path / "d"),
-                                                      "egress": {"allowlist": ["*.example.com"]}})
-        p = vallum("scan", "--batch", "--config", str(cfg), input=lines, cwd=tmp_path)
-        got[mode] = {v["id"]: v for v in jsonl(p.stdout)}
-    assert got["strict"]["on"]["action"] == "allow"
-    assert got["strict"]["apex"]["action"] == "allow"  # "*.example.com" also matches the apex
-    assert got["strict"]["off"]["action"] == "block"
-    assert got["balanced"]["off"]["action"] == "allow"
-    assert got["audit"]["off"]["action"] == "warn"
+def test_allowlist_block_none_warn(by_mode: Any) -> None:
+    assert by_mode["strict"]["al-on"]["action"] == "allow"
+    assert by_mode["strict"]["al-apex"]["action"] == "allow"  # "*.example.com" also matches the apex
+    assert by_mode["strict"]["al-off"]["action"] == "block"
+    assert by_mode["balanced"]["al-off"]["action"] == "allow"
+    assert by_mode["audit"]["al-off"]["action"] == "warn"
 
 
-def test_config_blocklist_adds_domains(tmp_path: Path) -> None:
-    cfg = write_yaml(tmp_path / "c.yaml", {"data_dir": str(tmp_path / "d"),
-                                           "egress": {"blocklist": ["exfil-drop.org"]}})
-    lines = "".join(json.dumps({"id": i, "kind": "url", "content": u}) + "\n" for i, u in [
-        ("listed", "https://exfil-drop.org/up"), ("sub", "https://a.exfil-drop.org/up"),
-        ("other", "https://api.example.com/")])
-    p = vallum("scan", "--batch", "--config", str(cfg), input=lines, cwd=tmp_path)
-    got = {v["id"]: v for v in jsonl(p.stdout)}
-    assert got["listed"]["action"] == "block"
-    assert got["other"]["action"] == "allow"
+def test_config_blocklist_adds_domains(by_mode: Any) -> None:
+    assert by_mode["balanced"]["bl-listed"]["action"] == "block"
+    assert by_mode["balanced"]["bl-sub"]["action"] == "block"
+    assert by_mode["audit"]["bl-listed"]["action"] == "warn"
 
 
 # ------------------------------------------------------------------ single scan, exit codes
-def test_single_scan_exit_codes_and_json(tmp_path: Path) -> None:
-    p = vallum("scan", "--json", input=f"token={S.GITHUB}\n", cwd=tmp_path)
-    assert p.returncode == 1, p.stderr
-    v = json.loads(p.stdout)
+def test_single_scan_exit_codes_kinds_and_json(tmp_path: Path) -> None:
+    resp = tmp_path / "page.json"
+    resp.write_text(json.dumps({"url": "https://x.example.com/", "status": 200,
+                                "headers": {"Content-Type": "text/html"}, "body": S.HIDDEN_HTML}))
+    mcp = tmp_path / "mcp.json"
+    mcp.write_text(json.dumps(MCP_POISONED))
+    kw = {"cwd": tmp_path}
+    block, allow, warn, from_file, mcp_p, v6, human = vallum_all(
+        (("scan", "--json"), {**kw, "input": f"token={S.GITHUB}\n"}),
+        (("scan", "--json", "-"), {**kw, "input": "Lunch at noon on Friday?\n"}),
+        (("scan", "--json", "--kind", "url"), {**kw, "input": ENTROPY_URL}),
+        (("scan", "--kind", "http_response", "--json", str(resp)), kw),
+        (("scan", "--kind", "mcp", "--json", str(mcp)), kw),
+        (("scan", "--kind", "url", "--json"), {**kw, "input": "http://[::1]:6379/"}),
+        (("scan", "--kind", "inbound"), {**kw, "input": S.BENIGN_ARTICLE}),
+    )
+    assert block.returncode == 1, block.stderr
+    v = json.loads(block.stdout)
     assert v["action"] == "block" and "credential" in _cats(v)
-    assert S.GITHUB not in p.stdout.decode()
-    p = vallum("scan", "--json", "-", input="Lunch at noon on Friday?\n", cwd=tmp_path)
-    assert p.returncode == 0 and json.loads(p.stdout)["action"] == "allow"
-    # a warn still exits 0
-    p = vallum("scan", "--json", "--kind", "url", input=ENTROPY_URL, cwd=tmp_path)
-    assert p.returncode == 0 and json.loads(p.stdout)["action"] == "warn"
-
-
-def test_single_scan_from_file_and_each_kind(tmp_path: Path) -> None:
-    f = tmp_path / "page.html"
-    f.write_text(json.dumps({"url": "https://x.example.com/", "status": 200,
-                             "headers": {"Content-Type": "text/html"}, "body": S.HIDDEN_HTML}))
-    p = vallum("scan", "--kind", "http_response", "--json", str(f), cwd=tmp_path)
-    assert p.returncode == 1 and json.loads(p.stdout)["action"] == "block"
-    f.write_text(json.dumps(MCP_POISONED))
-    p = vallum("scan", "--kind", "mcp", "--json", str(f), cwd=tmp_path)
-    assert p.returncode == 1 and "tool_poisoning" in _cats(json.loads(p.stdout))
-    p = vallum("scan", "--kind", "url", "--json", input="http://[::1]:6379/", cwd=tmp_path)
-    assert p.returncode == 1 and "ssrf" in _cats(json.loads(p.stdout))
-    p = vallum("scan", "--kind", "inbound", input=S.BENIGN_ARTICLE, cwd=tmp_path)  # human output
-    assert p.returncode == 0
+    assert S.GITHUB not in block.stdout.decode()
+    assert allow.returncode == 0 and json.loads(allow.stdout)["action"] == "allow"
+    assert warn.returncode == 0 and json.loads(warn.stdout)["action"] == "warn"  # a warn still exits 0
+    assert from_file.returncode == 1 and json.loads(from_file.stdout)["action"] == "block"
+    assert mcp_p.returncode == 1 and "tool_poisoning" in _cats(json.loads(mcp_p.stdout))
+    assert v6.returncode == 1 and "ssrf" in _cats(json.loads(v6.stdout))
+    assert human.returncode == 0
 
 
 def test_single_scan_bad_input_exits_2(tmp_path: Path) -> None:
-    assert vallum("scan", "--kind", "nonsense", input="x", cwd=tmp_path).returncode == 2
-    assert vallum("scan", "--json", input=b"\xff\xfe caf\xe9 \x80", cwd=tmp_path).returncode == 2
-    assert vallum("scan", "--kind", "http_request", input="not json", cwd=tmp_path).returncode == 2
-    assert vallum("scan", str(tmp_path / "missing.txt"), cwd=tmp_path).returncode == 2
     bad = write_yaml(tmp_path / "bad.yaml", {"mode": "balanced", "egres": {}})
-    p = vallum("scan", "--config", str(bad), input="hello", cwd=tmp_path)
-    assert p.returncode == 2 and b"egres" in p.stderr
-    for p in [vallum("scan", "--kind", "nonsense", input="x", cwd=tmp_path)]:
+    kw = {"cwd": tmp_path}
+    results = vallum_all(
+        (("scan", "--kind", "nonsense"), {**kw, "input": "x"}),
+        (("scan", "--json"), {**kw, "input": b"\xff\xfe caf\xe9 \x80"}),
+        (("scan", "--kind", "http_request"), {**kw, "input": "not json"}),
+        (("scan", str(tmp_path / "missing.txt")), kw),
+        (("scan", "--config", str(bad)), {**kw, "input": "hello"}),
+    )
+    for p in results:
+        assert p.returncode == 2, (p.stdout, p.stderr)
         assert b"Traceback" not in p.stderr
+    assert b"egres" in results[-1].stderr
 
 
 # ------------------------------------------------------------------ batch robustness
@@ -409,11 +422,11 @@ def test_batch_bad_lines_get_errors_and_the_rest_still_run(tmp_path: Path) -> No
 def test_batch_exit_codes(tmp_path: Path) -> None:
     ok = json.dumps({"id": "1", "kind": "text", "content": "hello there"}) + "\n"
     bad = json.dumps({"id": "2", "kind": "outbound", "content": f"key {S.GITHUB}"}) + "\n"
-    assert vallum("scan", "--batch", input=ok, cwd=tmp_path).returncode == 0
-    assert vallum("scan", "--batch", input=ok + bad, cwd=tmp_path).returncode == 1
     src = tmp_path / "in.jsonl"
     src.write_text(ok + bad)
-    p = vallum("scan", "--batch", str(src), cwd=tmp_path)
+    clean, p = vallum_all((("scan", "--batch"), {"input": ok, "cwd": tmp_path}),
+                          (("scan", "--batch", str(src)), {"cwd": tmp_path}))
+    assert clean.returncode == 0
     assert p.returncode == 1 and [v["id"] for v in jsonl(p.stdout)] == ["1", "2"]
 
 
