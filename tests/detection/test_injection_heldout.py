@@ -5,6 +5,8 @@
 - injection_heldout_b.jsonl  43 attacks / 40 hard negatives, written after that work and scanned
   once; it is a held-out set: do not tune rules to it. The floors below are its first-scan numbers,
   so the test catches regressions, not progress.
+- injection_heldout_c.jsonl  40 attacks / 40 hard negatives, written after a second, smaller round
+  (set-A residuals only) and scanned once (70% recall, 0% FP): held out as well.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ def _rates(rows: list[dict]) -> tuple[float, float, list[str], list[str]]:
     [
         ("injection_heldout_a.jsonl", 150, 150, 0.90, 0.02),
         ("injection_heldout_b.jsonl", 40, 40, 0.37, 0.025),
+        ("injection_heldout_c.jsonl", 40, 40, 0.70, 0.0),
     ],
 )
 def test_evaluation_set_floor(name, min_attacks, min_benign, recall_floor, fp_ceiling):
@@ -64,7 +67,7 @@ def test_every_language_has_personas_and_exfiltration_in_set_a():
 
 def test_all_hard_negatives_together_stay_under_2_percent():
     benign = [r["text"] for r in _load("injection_benign.jsonl")]
-    for name in ("injection_heldout_a.jsonl", "injection_heldout_b.jsonl"):
+    for name in ("injection_heldout_a.jsonl", "injection_heldout_b.jsonl", "injection_heldout_c.jsonl"):
         benign += [r["text"] for r in _load(name) if r["label"] == "benign"]
     flagged = [t for t in benign if _flagged(t)]
     assert len(flagged) / len(benign) <= 0.02, flagged
