@@ -195,6 +195,8 @@ def us_ssn(value: str) -> bool:
     area, group, serial = d[:3], d[3:5], d[5:]
     if area in ("000", "666") or area[0] == "9" or group == "00" or serial == "0000":
         return False
+    if all(len(set(part)) == 1 for part in (area, group, serial)):
+        return False  # 111-22-3333: a form's dummy value
     return not (len(set(d)) == 1 or d in _SSN_EXAMPLES)
 
 
@@ -419,6 +421,12 @@ def not_placeholder(value: str) -> bool:
 
 
 _CODE_VALUE_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)+$")
+#: a type or class name (`PKCS7PrivateKeyTypes`, `_PasswordType`): words glued in PascalCase
+_PASCAL_IDENT_RE = re.compile(r"^_?(?:[A-Z][a-z]{2,}|[A-Z0-9]+)+$")
+
+
+def _type_name(v: str) -> bool:
+    return bool(_PASCAL_IDENT_RE.match(v)) and len(re.findall(r"[A-Z][a-z]{2,}", v)) >= 2 and not re.search(r"[0-9]{3}", v)
 _WORDISH_RE = re.compile(r"^[a-z]+(?:[_-][a-z]+)*$")
 
 
@@ -432,7 +440,7 @@ def password_value(value: str) -> bool:
     v = value.strip().strip("'\"`")
     if len(v) < 6 or is_placeholder(v):
         return False
-    if _CODE_VALUE_RE.match(v) or _WORDISH_RE.match(v) or re.fullmatch(r"[A-Za-z]+[?!]?", v):
+    if _CODE_VALUE_RE.match(v) or _WORDISH_RE.match(v) or re.fullmatch(r"[A-Za-z]+[?!]?", v) or _type_name(v):
         return False  # a reference or a bare word (`Optional`, `None`, `getpass`), not a literal
     # an environment variable name is a reference, not a password
     return not (v.isupper() and re.fullmatch(r"[A-Z_]+", v))
@@ -446,7 +454,7 @@ def generic_secret(value: str) -> bool:
     length (3.0 bits/char for 16 characters, 3.5 from 24), so identifiers and words do not pass.
     """
     v = value.strip().strip("'\"`")
-    if len(v) < 16 or is_placeholder(v) or _CODE_VALUE_RE.match(v) or _WORDISH_RE.match(v.lower()):
+    if len(v) < 16 or is_placeholder(v) or _CODE_VALUE_RE.match(v) or _WORDISH_RE.match(v.lower()) or _type_name(v):
         return False
     if "/" in v and not re.search(r"[+=]", v) and v.count("/") >= 2 and re.match(r"^[\w./-]+$", v):
         # a path (a/b/c) rather than base64
@@ -558,6 +566,8 @@ def url_password(value: str) -> bool:
         return False
     if v.isdigit() and len(v) <= 5:  # host:port@… parsed as user:password
         return False
+    if v.isalpha() and v.islower() and len(v) < 6:  # github://org:repo@sha, ftp://user:pass@…
+        return False
     return len(v) >= 3
 
 
@@ -567,7 +577,7 @@ _NOT_SECRET_KEY = re.compile(
     r"(?:^|[_.-])(?:name|names|id|ids|type|url|uri|endpoint|path|file|ref|arn|version|count|"
     r"limit|length|len|size|expiry|expires|expiration|ttl|header|field|label|prefix|format|"
     r"hash|digest|salt|policy|reset|hint|rotation|provider|manager|store|env|var|key_id|usage|arn)$"
-    r"|(?:page|next|continuation|cursor|sync|pagination|csrf|xsrf|nonce|max|tokens)",
+    r"|(?:page|next|continuation|cursor|sync|pagination|csrf|xsrf|nonce|max|tokens|public|publishable)",
     re.IGNORECASE,
 )
 
