@@ -188,6 +188,19 @@ def _compile(entries: list[tuple[bytes, int, int]], literal: bool = False) -> An
         return None
 
 
+def _hs_flags(rule: Rule, base: int) -> int:
+    """Hyperscan flags for a rule: `base` plus the rule's own i/s/m flags."""
+    assert _hs is not None
+    f = base
+    if "i" in rule.flags:
+        f |= _hs.HS_FLAG_CASELESS
+    if "s" in rule.flags:
+        f |= _hs.HS_FLAG_DOTALL
+    if "m" in rule.flags:
+        f |= _hs.HS_FLAG_MULTILINE
+    return f
+
+
 class _HyperscanSelector:
     """Hyperscan databases answering 'which of these rules can match this buffer'."""
 
@@ -215,13 +228,7 @@ class _HyperscanSelector:
         for i, r in enumerate(rules):
             if r.keywords:
                 continue
-            f = base
-            if "i" in r.flags:
-                f |= _hs.HS_FLAG_CASELESS
-            if "s" in r.flags:
-                f |= _hs.HS_FLAG_DOTALL
-            if "m" in r.flags:
-                f |= _hs.HS_FLAG_MULTILINE
+            f = _hs_flags(r, base)
             entries.append((prefilter_pattern(r.pattern).encode("utf-8"), i, f))
         self.pat_db = _compile(entries)
         if self.pat_db is None and entries:
@@ -242,13 +249,7 @@ class _HyperscanSelector:
         for i, r in enumerate(rules):
             if not r.keywords:
                 continue
-            f = base
-            if "i" in r.flags:
-                f |= _hs.HS_FLAG_CASELESS
-            if "s" in r.flags:
-                f |= _hs.HS_FLAG_DOTALL
-            if "m" in r.flags:
-                f |= _hs.HS_FLAG_MULTILINE
+            f = _hs_flags(r, base)
             db = _compile_cached([(prefilter_pattern(strip_lookarounds(r.pattern)).encode("utf-8"), 0, f)])
             if db is not None:
                 self.kwpat[i] = (db, _hs.Scratch(db))

@@ -113,6 +113,18 @@ class Verdict:
         return out
 
 
+def dedupe(findings: list[Finding]) -> list[Finding]:
+    """Drop repeats of the same rule at the same location with the same evidence; keep order."""
+    seen: set[tuple[str, str, str]] = set()
+    out = []
+    for f in findings:
+        key = (f.rule, f.location, f.evidence)
+        if key not in seen:
+            seen.add(key)
+            out.append(f)
+    return out
+
+
 def redact(secret: str, keep: int = 4) -> str:
     """Evidence for a secret: at most a short prefix, then `…[redacted]`.
 

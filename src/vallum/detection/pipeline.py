@@ -23,7 +23,7 @@ from typing import Any
 from vallum.config import Config
 from vallum.detection import decode, normalize
 from vallum.detection.matcher import RuleMatch, RuleMatcher
-from vallum.detection.model import KINDS, Action, Finding, Mode, Verdict, redact
+from vallum.detection.model import KINDS, Action, Finding, Mode, Verdict, dedupe, redact
 from vallum.detection.rules import Rule, builtin_rules, check_unique, load_rule_file
 from vallum.detection.validators import VALIDATORS, shannon_entropy
 
@@ -266,18 +266,6 @@ class Inspector:
             return self.inspect_text(content, direction=direction)
         handler = _plugin(kind)
         return handler(self, content)
-
-
-def dedupe(findings: list[Finding]) -> list[Finding]:
-    """Drop repeats of the same rule at the same location with the same evidence; keep order."""
-    seen: set[tuple[str, str, str]] = set()
-    out = []
-    for f in findings:
-        key = (f.rule, f.location, f.evidence)
-        if key not in seen:
-            seen.add(key)
-            out.append(f)
-    return out
 
 
 def _approx_size(content: Any) -> int:

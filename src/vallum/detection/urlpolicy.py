@@ -28,7 +28,7 @@ from urllib.parse import unquote, unquote_to_bytes
 import idna
 from confusable_homoglyphs import categories
 
-from vallum.detection.model import Action, Finding, Mode, redact
+from vallum.detection.model import Action, Finding, Mode, dedupe, redact
 from vallum.detection.netaddr import (
     IPAddress,
     allowed_private,
@@ -543,7 +543,7 @@ def _check_url(inspector: Any, url: str, method: str, location: str, cache: _Pol
     if len(url) > MAX_URL_LENGTH:
         c.add("url.too_long", "url", "medium", f"URL of {len(url)} characters exceeds {MAX_URL_LENGTH}")
         c.findings.extend(_dlp(inspector, url[:MAX_URL_LENGTH], location))
-        return _finish(c.findings)
+        return dedupe(c.findings)
     # leading and trailing whitespace is dropped, as every URL parser does (WHATWG strips it, and
     # a URL read from a file or form ends in a newline); inside the URL it is an attack
     clean = _check_characters(c, url.strip(" \t\r\n"))
@@ -555,12 +555,12 @@ def _check_url(inspector: Any, url: str, method: str, location: str, cache: _Pol
         c.add(exc.rule, "url", "high" if exc.rule != "url.invalid" else "medium", str(exc),
               evidence=exc.evidence)
         c.findings.extend(_dlp(inspector, clean, location))
-        return _finish(c.findings)
+        return dedupe(c.findings)
     if parts.scheme not in ALLOWED_SCHEMES:
         c.add("url.scheme", "url", "high", f"scheme {parts.scheme!r} is not allowed (only http, https, ws, wss)",
               part="scheme", evidence=f"{parts.scheme}:")
         c.findings.extend(_dlp(inspector, parts.rest, location))
-        return _finish(c.findings)
+        return dedupe(c.findings)
 
     fields: list[tuple[str, str, tuple[str, ...]]] = []  # (location part, text, decode chain)
     if parts.userinfo is not None:
@@ -603,18 +603,7 @@ def _check_url(inspector: Any, url: str, method: str, location: str, cache: _Pol
         loc = f"{location}.{part}"
         already = [f for f in c.findings if f.location == loc]
         c.findings.extend(inspector.entropy_findings(text, loc, chain, already))
-    return _finish(c.findings)
-
-
-def _finish(findings: list[Finding]) -> list[Finding]:
-    seen: set[tuple[str, str, str]] = set()
-    out = []
-    for f in findings:
-        key = (f.rule, f.location, f.evidence)
-        if key not in seen:
-            seen.add(key)
-            out.append(f)
-    return out
+    return dedupe(c.findings)
 
 
 _ASCII_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
