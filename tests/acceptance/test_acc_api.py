@@ -163,11 +163,12 @@ def test_events_array_with_rejected_indexes(api_server: ApiServer) -> None:
 
 
 def test_events_ndjson_and_gzip(api_server: ApiServer) -> None:
-    lines = [json.dumps(_ev(10, "u_nd")), "this is not json", json.dumps(_ev(11, "u_nd"))]
-    nd = ("\n".join(lines) + "\n").encode()
+    lines = [json.dumps(_ev(10, "u_nd")).encode(), b"this is not json", json.dumps(_ev(11, "u_nd")).encode(),
+             b'{"type": "page.view", "ts": 1763665331250, "user": "caf\xe9"}']
+    nd = b"\n".join(lines) + b"\n"
     r = api_server.post("/api/v1/events", content=nd, headers={"Content-Type": "application/x-ndjson"})
     assert r.status_code == 202, r.text
-    assert r.json()["accepted"] == 2 and [x["index"] for x in r.json()["rejected"]] == [1]
+    assert r.json()["accepted"] == 2 and [x["index"] for x in r.json()["rejected"]] == [1, 3]
     gz = gzip.compress("\n".join([json.dumps(_ev(12, "u_gz")), json.dumps(_ev(13, "u_gz"))]).encode())
     r = api_server.post("/api/v1/events?wait=true", content=gz,
                         headers={"Content-Type": "application/x-ndjson", "Content-Encoding": "gzip"})

@@ -268,3 +268,34 @@ def test_mcp_scan_saved_tools_list_and_client_configs(tmp_path: Path) -> None:
     p = vallum("mcp", "scan", str(bad), cwd=tmp_path)
     assert p.returncode == 2 and b"Traceback" not in p.stderr
     assert vallum("mcp", "scan", str(tmp_path / "missing.json"), cwd=tmp_path).returncode == 2
+
+
+def test_drifted_and_late_tools_withheld_across_restarts(tmp_path: Path) -> None:
+    """Pins persist in data_dir: a changed description after a restart is withheld, and so is a tool
+    that appears after the first list; calls to them are blocked."""
+    cfg = write_yaml(tmp_path / "v.yaml", {"data_dir": str(tmp_path / "data")})
+    state = tmp_path / "variant"
+
+    def session(variant: str) -> tuple[list[str], Any, Any]:
+        state.write_text(variant)
+        params = StdioServerParameters(command=VALLUM, args=[
+            "mcp", "wrap", "--config", str(cfg), "--name", "drifty", "--", PY, str(MCP_SERVER)],
+            env=base_env(MCP_TEST_STATE=str(state)))
+
+        async def main() -> tuple[list[str], Any, Any]:
+            async with Client(params) as c:
+                names = [t.name for t in (await c.list_tools()).tools]
+                echo = await c.call_tool("echo", {"text": "hi"})
+                hello = await c.call_tool("hello", {"name": "x"}) if variant == "added" else None
+                return names, echo, hello
+
+        return anyio.run(main)
+
+    names, echo, _ = session("honest")
+    assert "echo" in names and echo.is_error is False
+    names, echo, _ = session("updated")  # a benign-looking change is still a change
+    assert "echo" not in names
+    assert echo.is_error is True and echo.content[0].text.startswith("Blocked by vallum")
+    names, echo, hello = session("added")
+    assert "hello" not in names
+    assert hello.is_error is True and hello.content[0].text.startswith("Blocked by vallum")
