@@ -440,7 +440,8 @@ def password_value(value: str) -> bool:
     v = value.strip().strip("'\"`")
     if len(v) < 6 or is_placeholder(v):
         return False
-    if _CODE_VALUE_RE.match(v) or _WORDISH_RE.match(v) or re.fullmatch(r"[A-Za-z]+[?!]?", v) or _type_name(v):
+    if (_CODE_VALUE_RE.match(v) or _WORDISH_RE.match(v) or re.fullmatch(r"[A-Za-z]+[?!]?", v) or _type_name(v)
+            or re.fullmatch(r"[A-Za-z]+(?:_[A-Za-z]+)+", v)):  # PGresult_ptr: an identifier
         return False  # a reference or a bare word (`Optional`, `None`, `getpass`), not a literal
     # an environment variable name is a reference, not a password
     return not (v.isupper() and re.fullmatch(r"[A-Z_]+", v))
@@ -567,6 +568,8 @@ def url_password(value: str) -> bool:
     if v.isdigit() and len(v) <= 5:  # host:port@… parsed as user:password
         return False
     if v.isalpha() and v.islower() and len(v) < 6:  # github://org:repo@sha, ftp://user:pass@…
+        return False
+    if re.search(r"[\[\]<>{}]", v):  # a documented URL template, not a password
         return False
     return len(v) >= 3
 
