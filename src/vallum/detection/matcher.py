@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -245,19 +246,39 @@ class _HyperscanSelector:
         # One small database per rule, cached on disk by content: a prefilter for a long
         # injection pattern can take seconds to compile, and per-rule databases are reused by
         # every rule set (configs that disable rules, user rule files) instead of recompiled.
+        # Built in the background: until a rule's prefilter is ready the rule is gated by its
+        # keywords alone, which selects a superset, so results never depend on the timing (only
+        # speed does) and a cold cache never stalls start-up. VALLUM_HS_PREFILTER_SYNC=1 builds
+        # them before returning (benchmarks that want the steady state from the first scan).
         self.kwpat: dict[int, tuple[Any, Any]] = {}
-        for i, r in enumerate(rules):
-            if not r.keywords:
-                continue
-            f = _hs_flags(r, base)
-            db = _compile_cached([(prefilter_pattern(strip_lookarounds(r.pattern)).encode("utf-8"), 0, f)])
-            if db is not None:
-                self.kwpat[i] = (db, _hs.Scratch(db))
+        self._lock = threading.Lock()  # Hyperscan scratch space is not safe to share between threads
+        if os.environ.get("VALLUM_HS_PREFILTER_SYNC", "") not in ("", "0"):
+            self._build_rule_prefilters(base)
+        else:
+            threading.Thread(target=self._build_rule_prefilters, args=(base,), daemon=True,
+                             name="vallum-hs-prefilters").start()
         self.kw_scratch = _hs.Scratch(self.kw_db) if self.kw_db is not None else None
         self.pat_scratch = _hs.Scratch(self.pat_db) if self.pat_db is not None else None
         self.any_keywords = bool(kw_index)
 
+    def _build_rule_prefilters(self, base: int) -> None:
+        assert _hs is not None
+        for i, r in enumerate(self.rules):
+            if not r.keywords:
+                continue
+            try:
+                db = _compile_cached([(prefilter_pattern(strip_lookarounds(r.pattern)).encode("utf-8"), 0,
+                                       _hs_flags(r, base))])
+                if db is not None:
+                    self.kwpat[i] = (db, _hs.Scratch(db))
+            except Exception:  # noqa: S112 - no prefilter: the rule's keywords still gate it correctly
+                continue
+
     def select(self, text: str, lowered: str | None) -> list[int]:
+        with self._lock:
+            return self._select(text, lowered)
+
+    def _select(self, text: str, lowered: str | None) -> list[int]:
         hits: set[int] = set(self.always)
         if self.kw_db is not None and lowered:
             owners = self.keyword_owners
