@@ -95,11 +95,13 @@ def benign(rng: random.Random) -> str:
     elif kind == 2:
         s = f"Pretend you are {rng.choice(B_ROLE)}. {rng.choice(B_TASK)}"
     elif kind == 3:
-        s = f"Please {rng.choice(['send', 'email', 'forward', 'share', 'upload'])} {rng.choice(B_SEND_OBJ)} to {rng.choice(B_DEST)}."
+        verb = rng.choice(["send", "email", "forward", "share", "upload"])
+        s = f"Please {verb} {rng.choice(B_SEND_OBJ)} to {rng.choice(B_DEST)}."
     elif kind == 4:
         s = rng.choice(B_TASK) + " " + rng.choice(["Thanks!", "Keep it short.", "Use simple words.", ""])
     else:
-        s = f"Don't tell {rng.choice(['my sister', 'the kids', 'anyone at work'])} about the surprise party; {rng.choice(B_TASK).lower()}"
+        who = rng.choice(["my sister", "the kids", "anyone at work"])
+        s = f"Don't tell {who} about the surprise party; {rng.choice(B_TASK).lower()}"
     return s[0].upper() + s[1:]
 
 

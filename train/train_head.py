@@ -38,7 +38,7 @@ def embed_all(emb: Embedder, texts: list[str]) -> np.ndarray:
     out = np.zeros((len(texts), 384), dtype=np.float32)
     todo = []
     for i, t in enumerate(texts):
-        k = hashlib.sha1(t.encode("utf-8", "surrogatepass")).hexdigest()
+        k = hashlib.sha256(t.encode("utf-8", "surrogatepass")).hexdigest()
         if k in cache:
             out[i] = cache[k]
         else:
