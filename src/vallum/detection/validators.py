@@ -422,11 +422,11 @@ def not_placeholder(value: str) -> bool:
 
 _CODE_VALUE_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)+$")
 #: a type or class name (`PKCS7PrivateKeyTypes`, `_PasswordType`): words glued in PascalCase
-_PASCAL_IDENT_RE = re.compile(r"^_?(?:[A-Z][a-z]{2,}|[A-Z0-9]+)+$")
+_PASCAL_IDENT_RE = re.compile(r"^_?(?:[A-Z][a-z]+|[A-Z0-9]+)+$")
 
 
 def _type_name(v: str) -> bool:
-    return bool(_PASCAL_IDENT_RE.match(v)) and len(re.findall(r"[A-Z][a-z]{2,}", v)) >= 2 and not re.search(r"[0-9]{3}", v)
+    return bool(_PASCAL_IDENT_RE.match(v)) and len(re.findall(r"[A-Z][a-z]{2,}", v)) >= 2
 _WORDISH_RE = re.compile(r"^[a-z]+(?:[_-][a-z]+)*$")
 
 
@@ -440,7 +440,7 @@ def password_value(value: str) -> bool:
     v = value.strip().strip("'\"`")
     if len(v) < 6 or is_placeholder(v):
         return False
-    if (_CODE_VALUE_RE.match(v) or _WORDISH_RE.match(v) or re.fullmatch(r"[A-Za-z]+[?!]?", v) or _type_name(v)
+    if (_CODE_VALUE_RE.match(v) or _WORDISH_RE.match(v) or re.fullmatch(r"[A-Za-z]+[?!:]?", v) or _type_name(v)
             or re.fullmatch(r"[A-Za-z]+(?:_[A-Za-z]+)+", v)):  # PGresult_ptr: an identifier
         return False  # a reference or a bare word (`Optional`, `None`, `getpass`), not a literal
     # an environment variable name is a reference, not a password
