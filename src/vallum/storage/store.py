@@ -22,6 +22,9 @@ from vallum.storage import tables as t
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 KEY_PREFIX = "vk_"
+#: the compact JSON the store keeps (one encoder, not one per row: same output as
+#: json.dumps(obj, separators=(",", ":")))
+_compact = json.JSONEncoder(separators=(",", ":")).encode
 
 
 class StoreError(RuntimeError):
@@ -167,7 +170,7 @@ class Store:
         if not events:
             return []
         rows = [{"event_id": e.id, "ts_ms": e.ts_ms, "type": e.type, "user_id": e.user,
-                 "body": json.dumps(e.to_dict(), separators=(",", ":")), "received_at": received_at,
+                 "body": _compact(e.to_dict()), "received_at": received_at,
                  "key_id": key_id} for e in events]
         if len(rows) == 1:
             # one event (POST /decide): RETURNING yields a row only when it was inserted
@@ -284,7 +287,7 @@ class Store:
             return
         with self.engine.begin() as c:
             if decisions:
-                rows = [{**d, "reasons": json.dumps(d["reasons"], separators=(",", ":"))} for d in decisions]
+                rows = [{**d, "reasons": _compact(d["reasons"])} for d in decisions]
                 stmt = self._insert(t.decisions)
                 stmt = stmt.on_conflict_do_update(
                     index_elements=["entity_type", "entity_id"],
