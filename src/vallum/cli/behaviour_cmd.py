@@ -8,7 +8,7 @@ from pathlib import Path
 
 import typer
 
-from vallum.cli.common import CONFIG_OPTION, config_or_exit, fail
+from vallum.cli.common import CONFIG_OPTION, config_or_exit, ensure_can_listen, fail
 from vallum.config import Config
 
 keys_app = typer.Typer(help="API keys for the HTTP API (stored hashed; shown once).", no_args_is_help=True)
@@ -111,6 +111,7 @@ def serve(
     except ValueError:
         raise fail(f"--listen {addr!r}: expected HOST:PORT") from None
     host = host.strip("[]") or "127.0.0.1"
+    ensure_can_listen(host, port)
     try:
         app = create_app(cfg, extra_routes=_optional_routes(cfg), lifespan_hooks=[_warm_inspector(cfg)])
     except StoreError as exc:

@@ -23,6 +23,22 @@ def config_or_exit(path: Path | None) -> Config:
         raise typer.Exit(2) from None
 
 
+def ensure_can_listen(host: str, port: int) -> None:
+    """Exit 2 with a clear message when HOST:PORT cannot be bound (in use, no such address), before a
+    server framework gets to fail with its own exit status and traceback. Port 0 is always fine."""
+    import socket
+
+    if port == 0:
+        return
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the servers themselves do
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+
+
 def fail(message: str, code: int = 2) -> typer.Exit:
     print(f"error: {message}", file=sys.stderr)
     return typer.Exit(code)

@@ -11,7 +11,7 @@ from typing import Any
 
 import typer
 
-from vallum.cli.common import CONFIG_OPTION, config_or_exit, fail
+from vallum.cli.common import CONFIG_OPTION, config_or_exit, ensure_can_listen, fail
 from vallum.config import Config
 from vallum.decisions import DecisionSink, FanoutSink, NullSink
 
@@ -148,6 +148,7 @@ def serve(
         port = int(port_s)
     except ValueError as exc:
         raise fail(f"bad --listen or --header: {exc}") from None
+    ensure_can_listen(host.strip("[]") or "127.0.0.1", port)
     label = name or (default_name_for_url(upstream) if upstream else default_server_name(cmd))
     ctx = _context(cfg, label, "mcp.http", decisions)
     host = host.strip("[]") or "127.0.0.1"
