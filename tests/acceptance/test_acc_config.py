@@ -71,3 +71,20 @@ def test_other_commands_refuse_an_invalid_config_with_2(tmp_path: Path) -> None:
                        strict=True):
         assert p.returncode == 2, (args, p.stderr)
         assert b"lissen" in p.stderr, args
+
+
+def test_busy_listen_address_is_a_clear_error_2(tmp_path: Path) -> None:
+    """`--listen H:P` on a port that is taken: exit 2 with a message, never a traceback."""
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        addr = f"127.0.0.1:{taken.getsockname()[1]}"
+        cfg = write_yaml(tmp_path / "v.yaml", {"data_dir": str(tmp_path / "data")})
+        cmds = [("proxy", "--listen", addr, "--config", str(cfg)),
+                ("serve", "--listen", addr, "--config", str(cfg), "--store", f"sqlite:///{tmp_path / 's.db'}"),
+                ("mcp", "serve", "--listen", addr, "--config", str(cfg), "--", "true")]
+        for args, p in zip(cmds, vallum_all(*[(c, {"cwd": tmp_path, "timeout": 60}) for c in cmds]), strict=True):
+            assert p.returncode == 2, (args, p.returncode, p.stderr[-1500:])
+            assert b"Traceback" not in p.stderr, args
