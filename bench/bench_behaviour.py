@@ -207,6 +207,7 @@ def main() -> None:
         else:
             out["postgres"] = "skipped (not reachable)"
         out["decide"] = bench_decide(args.decides, Path(tmp))
+    out["load_avg_1m_end"] = round(os.getloadavg()[0], 2)
     out["targets"] = {"sqlite_events_per_s": 5000, "decide_p99_ms": 10}
     print(json.dumps(out, indent=2))
 
