@@ -13,7 +13,7 @@ import httpx
 import pytest
 import samples as S
 
-from conftest import ApiServer, Daemon, free_port, vallum, write_yaml
+from conftest import ApiServer, Daemon, free_port, vallum, vallum_all, write_yaml
 
 ENTITY_TYPES = ["user", "session", "conversation", "ip", "device", "api_key", "agent", "domain"]
 T0 = int(time.time() * 1000) - 3_600_000  # an hour ago, in epoch milliseconds
@@ -39,11 +39,12 @@ def _is_json_error(r: httpx.Response) -> None:
 # ------------------------------------------------------------------ keys
 def test_keys_create_prints_the_key_alone_on_the_last_line(tmp_path: Path) -> None:
     store = f"sqlite:///{tmp_path / 'k.db'}"
-    p = vallum("keys", "create", "--name", "ci", "--store", store, cwd=tmp_path)
+    vallum("keys", "list", "--store", store, cwd=tmp_path)  # creates the store before two writers race
+    p, pj = vallum_all((("keys", "create", "--name", "ci", "--store", store), {"cwd": tmp_path}),
+                       (("keys", "create", "--json", "--store", store), {"cwd": tmp_path}))
     assert p.returncode == 0, p.stderr
     lines = p.stdout.decode().splitlines()
     assert lines and lines[-1] == lines[-1].strip() and len(lines[-1]) >= 20 and " " not in lines[-1]
-    pj = vallum("keys", "create", "--json", "--store", store, cwd=tmp_path)
     assert pj.returncode == 0
     obj = json.loads(pj.stdout)
     assert isinstance(obj["key"], str) and obj["key"] and "id" in obj
@@ -347,3 +348,13 @@ def test_keys_and_serve_pair_on_postgresql(tmp_path: Path) -> None:
             d.stop()
         with psycopg.connect("host=127.0.0.1 port=5432 user=postgres dbname=test", autocommit=True) as c:
             c.execute(f'DROP SCHEMA "{schema}" CASCADE')
+
+
+@pytest.mark.xfail(reason="storage/store.py Store.migrate: two processes migrating a fresh SQLite store at once race "
+                          "(one fails with 'table alembic_version/api_keys already exists', exit 2), e.g. `vallum serve "
+                          "--store X` and `vallum keys create --store X` started together; migrations need a lock "
+                          "(storage owner active, reported)", strict=False)
+def test_two_processes_opening_a_fresh_store_at_once(tmp_path: Path) -> None:
+    store = f"sqlite:///{tmp_path / 'fresh.db'}"
+    results = vallum_all(*[(("keys", "create", "--store", store), {"cwd": tmp_path}) for _ in range(3)])
+    assert [p.returncode for p in results] == [0, 0, 0], [p.stderr[-300:] for p in results]

@@ -13,7 +13,7 @@ import anyio
 import pytest
 import samples as S
 
-from conftest import MCP_SERVER, PY, VALLUM, Daemon, base_env, free_port, vallum, write_yaml
+from conftest import MCP_SERVER, PY, VALLUM, Daemon, base_env, free_port, vallum, vallum_all, write_yaml
 from mcp import Client, StdioServerParameters
 
 INIT = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
@@ -159,7 +159,7 @@ def test_wrap_propagates_exit_code(tmp_path: Path) -> None:
 
 
 # ------------------------------------------------------------------ Streamable HTTP: serve and bridge
-def _scenario(client_factory: Any) -> dict[str, Any]:
+def _scenario(client_factory: Any, header: bool = False) -> dict[str, Any]:
     async def main() -> dict[str, Any]:
         out: dict[str, Any] = {}
         async with client_factory() as c:
@@ -173,6 +173,9 @@ def _scenario(client_factory: Any) -> dict[str, Any]:
             out["add"] = (r.is_error, r.content[0].text)
             r = await c.call_tool("fetch_doc", {"name": "attack"})
             out["attack"] = (r.is_error, r.content[0].text)
+            if header:
+                r = await c.call_tool("header", {"name": "X-Test"})
+                out["x-test"] = r.content[0].text
         return out
 
     return anyio.run(main)
@@ -228,15 +231,9 @@ def test_bridge_stdio_to_http_upstream_with_header(http_chain: Any) -> None:
     params = StdioServerParameters(command=VALLUM, args=[
         "mcp", "bridge", "--upstream", http_chain["upstream"], "--header", "X-Test: acceptance",
         "--config", str(http_chain["cfg"])], env=http_chain["env"])
-    out = _scenario(lambda: Client(params))
+    out = _scenario(lambda: Client(params), header=True)
     _check(out)
-
-    async def header() -> str:
-        async with Client(params) as c:
-            r = await c.call_tool("header", {"name": "X-Test"})
-            return str(r.content[0].text)
-
-    assert anyio.run(header) == "acceptance"
+    assert out["x-test"] == "acceptance"
 
 
 def test_serve_needs_exactly_one_upstream(tmp_path: Path) -> None:
@@ -246,28 +243,26 @@ def test_serve_needs_exactly_one_upstream(tmp_path: Path) -> None:
 
 # ------------------------------------------------------------------ offline scan
 def test_mcp_scan_saved_tools_list_and_client_configs(tmp_path: Path) -> None:
-    poisoned = tmp_path / "poisoned.json"
-    poisoned.write_text(json.dumps({"tools": [S.HONEST_TOOL, S.POISONED_TOOL]}))
-    p = vallum("mcp", "scan", str(poisoned), cwd=tmp_path)
-    assert p.returncode == 1, p.stderr
-    assert b"add_notes" in p.stdout
-    rpc = tmp_path / "rpc.json"
-    rpc.write_text(json.dumps(S.rpc_list_result(2, [S.POISONED_TOOL])))
-    assert vallum("mcp", "scan", str(rpc), cwd=tmp_path).returncode == 1
-    honest = tmp_path / "honest.json"
-    honest.write_text(json.dumps({"tools": [S.HONEST_TOOL, S.ECHO_TOOL, S.SHELL_TOOL]}))
-    assert vallum("mcp", "scan", str(honest), cwd=tmp_path).returncode == 0
-    claude = tmp_path / "claude_desktop_config.json"
-    claude.write_text(json.dumps({"mcpServers": {
-        "files": {"command": "npx", "args": ["-y", "@modelcontextprotocol/server-filesystem", "/tmp"]},
-        "remote": {"url": "https://mcp.example.com/mcp"}}}))
-    p = vallum("mcp", "scan", str(claude), cwd=tmp_path, timeout=60)
-    assert p.returncode in (0, 1) and b"files" in p.stdout, p.stderr
-    bad = tmp_path / "bad.json"
-    bad.write_text("{ not json")
-    p = vallum("mcp", "scan", str(bad), cwd=tmp_path)
-    assert p.returncode == 2 and b"Traceback" not in p.stderr
-    assert vallum("mcp", "scan", str(tmp_path / "missing.json"), cwd=tmp_path).returncode == 2
+    files = {
+        "poisoned.json": json.dumps({"tools": [S.HONEST_TOOL, S.POISONED_TOOL]}),
+        "rpc.json": json.dumps(S.rpc_list_result(2, [S.POISONED_TOOL])),
+        "honest.json": json.dumps({"tools": [S.HONEST_TOOL, S.ECHO_TOOL, S.SHELL_TOOL]}),
+        "claude_desktop_config.json": json.dumps({"mcpServers": {
+            "files": {"command": "npx", "args": ["-y", "@modelcontextprotocol/server-filesystem", "/tmp"]},
+            "remote": {"url": "https://mcp.example.com/mcp"}}}),
+        "bad.json": "{ not json",
+    }
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    poisoned, rpc, honest, claude, bad, missing = vallum_all(
+        *[(("mcp", "scan", str(tmp_path / n)), {"cwd": tmp_path}) for n in [*files, "missing.json"]])
+    assert poisoned.returncode == 1, poisoned.stderr
+    assert b"add_notes" in poisoned.stdout
+    assert rpc.returncode == 1
+    assert honest.returncode == 0
+    assert claude.returncode in (0, 1) and b"files" in claude.stdout, claude.stderr
+    assert bad.returncode == 2 and b"Traceback" not in bad.stderr
+    assert missing.returncode == 2
 
 
 def test_drifted_and_late_tools_withheld_across_restarts(tmp_path: Path) -> None:
