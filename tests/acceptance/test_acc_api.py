@@ -206,7 +206,9 @@ def test_wait_true_scores_before_answering_then_decisions_and_entities(api_serve
     _check_decision(r.json())
     # idempotent on id: resending is not a new event
     r = api_server.post("/api/v1/events?wait=true", json=evs)
-    assert r.status_code == 202
+    assert r.status_code == 202 and r.json()["rejected"] == []
+    r = api_server.get(f"/api/v1/entities/user/{user}")
+    assert r.text.count(f'"evt-acc-{user}-3"') == 1, r.text
 
 
 def _check_decision(d: dict[str, Any]) -> None:

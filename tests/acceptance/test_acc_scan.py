@@ -212,6 +212,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[int, list[
     jobs = {"balanced": {}, "balanced_re": {"engine": "re"}}
     for mode in ("strict", "balanced", "audit"):
         jobs[f"mode-{mode}"] = {"mode": mode, "extra": MODE_CONFIG}
+    jobs["mode-strict-re"] = {"mode": "strict", "extra": MODE_CONFIG, "engine": "re"}
     for k in jobs:
         (tmp / k).mkdir()
     with ThreadPoolExecutor(max_workers=3) as pool:
@@ -292,9 +293,10 @@ def test_decode_chain_reported(balanced: Any) -> None:
     assert any("base64" in f["decoded"] for f in v["findings"] if f["category"] == "credential"), v
 
 
-def test_same_output_whichever_regex_engine(balanced: Any, balanced_re: Any) -> None:
-    assert balanced[0] == balanced_re[0]
-    assert balanced[1] == balanced_re[1]
+def test_same_output_whichever_regex_engine(runs: Any) -> None:
+    for a, b in (("balanced", "balanced_re"), ("mode-strict", "mode-strict-re")):
+        assert runs[a][0] == runs[b][0], (a, b)
+        assert runs[a][1] == runs[b][1], (a, b)
 
 
 # ------------------------------------------------------------------ mode table (§3)
@@ -416,6 +418,7 @@ def test_batch_bad_lines_get_errors_and_the_rest_still_run(tmp_path: Path) -> No
         json.dumps({"id": "f", "kind": "text"}).encode(),       # no content
         b"[1, 2, 3]",
         json.dumps({"id": "g", "kind": "text", "content": "Lunch at noon?"}).encode(),
+        json.dumps({"id": 42, "kind": "url", "content": "https://docs.python.org/3/"}).encode(),
     ]
     p = vallum("scan", "--batch", input=b"\n".join(lines) + b"\n", cwd=tmp_path)
     assert p.returncode in (0, 1, 2) and b"Traceback" not in p.stderr, p.stderr
@@ -429,6 +432,7 @@ def test_batch_bad_lines_get_errors_and_the_rest_still_run(tmp_path: Path) -> No
     assert out[5]["id"] == "f" and "error" in out[5]
     assert "error" in out[6] and "id" in out[6]
     assert out[7]["id"] == "g" and out[7]["action"] == "allow"
+    assert out[8]["id"] == 42 and out[8]["action"] == "allow"  # ids keep their JSON type
 
 
 def test_batch_exit_codes(tmp_path: Path) -> None:
