@@ -560,6 +560,66 @@ def test_split_dns_labels_are_reported_as_joined() -> None:
     assert any("dns_labels" in f.decoded for f in _cred(v, "url.host"))
 
 
+@pytest.mark.parametrize(
+    "path",
+    [
+        f"/{GHP[:14]}/{GHP[14:]}",  # the reported case: two segments
+        f"/api/upload/{GHP[:14]}/{GHP[14:]}/done",  # segments around it
+        f"/{GHP[:8]}/{GHP[8:16]}/{GHP[16:30]}/{GHP[30:]}",  # four pieces
+        f"/{GHP[:14]}/{GHP[14:].replace('E', '%45')}",  # percent-encoded piece
+        "/" + "/".join(["a"] * 30) + f"/{GHP[:20]}/{GHP[20:]}",  # past the segment bound: the last ones count
+        "/AKIAIOSF/ODNN7EXAMPLE/x",  # an AWS key id in two segments
+    ],
+)
+def test_secret_split_across_path_segments(path: str) -> None:
+    v = scan("https://example.com" + path)
+    hits = _cred(v, "url.path")
+    assert hits and all("path_segments" in f.decoded for f in hits), [f.to_dict() for f in v.findings]
+    assert v.action is Action.BLOCK
+    assert GHP not in json.dumps(v.to_dict())
+
+
+def test_split_path_secret_keeps_the_percent_step() -> None:
+    v = scan(f"https://example.com/{GHP[:14]}/{GHP[14:].replace('E', '%45')}")
+    assert _cred(v, "url.path")[0].decoded[:2] == ("percent", "path_segments")
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/v1/users/550e8400-e29b-41d4-a716-446655440000/orders/6ba7b810-9dad-11d1-80b4-00c04fd430c8",
+        "/repos/octocat/hello-world/git/commits/7fd1a60b01f91b314f59955a4e4d4e80d8edf11d",
+        "/objects/sha256/e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855/data",
+        "/ab/cd/ef0123456789abcdef0123456789abcdef012345/x",
+        "/2024/11/22/how-to-build-a-proxy-in-python",
+        "/archive/2023/10/15/1234/5678/9012/3456",  # digits of adjacent segments are no card number
+        "/npm/react@18.2.0/umd/react.production.min.js",
+        "/ajax/libs/jquery/3.7.1/jquery.min.js",
+        "/gh/user/repo@v1.2.3/dist/bundle.js",
+        "/static/js/main.8f3a2b1c.chunk.js",
+        "/dl/ghp/releases/v1.2.3/ghp_tool-linux-amd64.tar.gz",
+        "/s3/bucket/AKIAIOSFODNN7EXAMP/le",  # glued, the key id would run into lower case
+        "/keys/api/key/secret/token/value",
+        "/xoxb/1234/5678",
+        "/en-US/docs/Web/JavaScript/Reference/Global_Objects/Array/prototype/map",
+        "/v1/projects/my-project-123456/locations/us-central1/keyRings/ring/cryptoKeys/key",
+    ],
+)
+def test_ordinary_paths_are_not_joined_into_secrets(path: str) -> None:
+    v = scan("https://cdn.example.com" + path)
+    assert not [f for f in v.findings if f.category in ("credential", "pii")], [f.to_dict() for f in v.findings]
+    assert v.action is Action.ALLOW
+
+
+def test_segment_runs_are_bounded() -> None:
+    from vallum.detection.urlpolicy import _MAX_SPLIT_SEGMENTS, _segment_runs
+
+    runs = _segment_runs([f"seg{i:05d}x" for i in range(200)])
+    assert 0 < len(runs) <= 5 * _MAX_SPLIT_SEGMENTS
+    assert _segment_runs(["only-one-segment-here"]) == []
+    assert _segment_runs(["a", "b", "c"]) == []  # too short to hold a secret
+
+
 def test_percent_decoding_is_in_the_chain() -> None:
     v = scan(f"https://example.com/?q={GHP.replace('_', '%5F')}")
     assert _cred(v, "url.query.q")[0].decoded[:1] == ("percent",)

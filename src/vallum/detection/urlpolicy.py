@@ -590,6 +590,7 @@ def _check_url(inspector: Any, url: str, method: str, location: str, cache: _Pol
         if len(query_values) > 1:
             c.findings.extend(_joined(inspector, f"{location}.query", "".join(query_values), c.findings,
                                       "joined_params"))
+    c.findings.extend(_split_path_findings(inspector, f"{location}.path", fields, c.findings))
     for part, name, value, chain in secret_params:
         loc = f"{location}.{part}"
         if not any(f.location == loc and f.category == "credential" for f in c.findings):
@@ -994,6 +995,54 @@ def _label_runs(host: str) -> list[str]:
         for j in range(i + 2, len(sub) + 1):
             runs.append("".join(sub[i:j]))
     return [r for r in dict.fromkeys(runs) if len(r) >= 16]
+
+
+#: path segments considered for split secrets, and the longest run of adjacent ones joined
+_MAX_SPLIT_SEGMENTS = 16
+_MAX_SEGMENT_RUN = 3
+
+
+def _segment_runs(segments: list[str]) -> list[str]:
+    """Path segments joined, to find a secret split across them: every run of 2 to
+    _MAX_SEGMENT_RUN adjacent segments, every run reaching the first or the last segment, and all of
+    them; only runs long enough to hold a secret (16+ characters). At most _MAX_SPLIT_SEGMENTS
+    segments (the last ones when the path is longer: a secret appended by an agent sits at the end)."""
+    segs = [s for s in segments if s][-_MAX_SPLIT_SEGMENTS:]
+    n = len(segs)
+    if n < 2:
+        return []
+    runs = ["".join(segs)]
+    for i in range(n):
+        for j in range(i + 2, n + 1):
+            if j - i <= _MAX_SEGMENT_RUN or i == 0 or j == n:
+                runs.append("".join(segs[i:j]))
+    return [r for r in dict.fromkeys(runs) if len(r) >= 16]
+
+
+def _split_path_findings(inspector: Any, loc: str, fields: list[tuple[str, str, tuple[str, ...]]],
+                         already: list[Finding]) -> list[Finding]:
+    """A credential split across path segments (`/ghp_R8x2kLm9Qw/ErTy7uIoP3aSdFgHjK1zXcVbN4`).
+
+    The runs of `_segment_runs` go through the credential pattern rules only: no PII (the digits
+    of adjacent date or id segments must not add up to a card number), no decoders and no entropy
+    pass (single segments already had those), which keeps an ordinary URL's cost to one
+    pattern-matcher pass over the runs."""
+    runs = _segment_runs([t for part, t, _ in fields if part == "path" and "/" not in t])
+    if not runs:
+        return []
+    from vallum.detection.pipeline import runs_in  # the pipeline imports this module
+
+    chain = next((ch for part, _, ch in fields if part == "path"), ())
+    seen = {f.rule for f in already if f.location == loc and f.category == "credential"}
+    out: list[Finding] = []
+    for m in inspector.raw.finditer("\n".join(runs)):
+        if m.rule.category != "credential" or m.rule.id in seen or not runs_in(m.rule, "outbound"):
+            continue
+        f = inspector._rule_finding(m, loc, (*chain, "path_segments"))
+        if f is not None:
+            out.append(f)
+            seen.add(f.rule)
+    return out
 
 
 def _split_label_findings(inspector: Any, loc: str, host: str, already: list[Finding]) -> list[Finding]:
