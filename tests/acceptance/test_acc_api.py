@@ -360,3 +360,23 @@ def test_two_processes_opening_a_fresh_store_at_once(tmp_path: Path) -> None:
     store = f"sqlite:///{tmp_path / 'fresh.db'}"
     results = vallum_all(*[(("keys", "create", "--store", store), {"cwd": tmp_path}) for _ in range(3)])
     assert [p.returncode for p in results] == [0, 0, 0], [p.stderr[-300:] for p in results]
+
+
+def test_revoked_key_gets_401(api_server: ApiServer) -> None:
+    p = vallum("keys", "create", "--json", "--name", "short-lived", "--store", api_server.store,
+               "--config", str(api_server.cfg))
+    created = json.loads(p.stdout)
+    ok = api_server.post("/api/v1/scan", headers=api_server.auth(created["key"]), json={"kind": "text", "content": "hi"})
+    assert ok.status_code == 200
+    p = vallum("keys", "revoke", str(created["id"]), "--store", api_server.store, "--config", str(api_server.cfg))
+    assert p.returncode == 0, p.stderr
+    deadline = time.monotonic() + 10
+    while True:
+        r = api_server.post("/api/v1/scan", headers=api_server.auth(created["key"]),
+                            json={"kind": "text", "content": "hi"})
+        if r.status_code == 401 or time.monotonic() > deadline:
+            break
+        time.sleep(0.3)
+    assert r.status_code == 401
+    _is_json_error(r)
+    assert api_server.post("/api/v1/scan", json={"kind": "text", "content": "hi"}).status_code == 200  # others unaffected
