@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import samples as S
 
-from conftest import Upstream, start_proxy, vallum
+from conftest import Upstream, start_proxy, vallum_all
 
 
 @pytest.fixture(scope="module")
@@ -50,14 +50,78 @@ def _seq(e: dict[str, Any]) -> Any:
     return e.get("seq", e.get("sequence"))
 
 
-def test_intact_log_verifies(audit_log: Path) -> None:
-    p = vallum("audit", "verify", str(audit_log))
-    assert p.returncode == 0, (p.stdout + p.stderr).decode()
-    seg = _segments(audit_log)[0]
-    assert vallum("audit", "verify", str(seg)).returncode == 0
-    pub = audit_log / "audit.pub"
-    assert pub.exists()
-    assert vallum("audit", "verify", str(audit_log), "--key", str(pub)).returncode == 0
+def _tamper(audit_log: Path, work: Path) -> dict[str, tuple[Path, Path | None, Any]]:
+    """name → (copy, the segment that was changed, the seq of the changed entry)."""
+    out: dict[str, tuple[Path, Path | None, Any]] = {}
+
+    def lines_of(name: str, last: bool = False) -> tuple[Path, Path, list[str]]:
+        d = _copy(audit_log, work / name)
+        seg = _segments(d)[-1 if last else 0]
+        return d, seg, seg.read_text().splitlines()
+
+    d, seg, lines = lines_of("edited")
+    blob = lines[3]
+    seq = _seq(json.loads(blob))
+    for a, b in (('"allow"', '"block"'), ('"block"', '"allow"'), ('"warn"', '"allow"')):
+        if a in blob:
+            lines[3] = blob.replace(a, b, 1)
+            break
+    assert lines[3] != blob, blob
+    seg.write_text("\n".join(lines) + "\n")
+    out["edited"] = (d, seg, seq)
+    d, seg, lines = lines_of("deleted")
+    del lines[2]
+    seg.write_text("\n".join(lines) + "\n")
+    out["deleted"] = (d, seg, None)
+    d, seg, lines = lines_of("reordered")
+    lines[2], lines[3] = lines[3], lines[2]
+    seg.write_text("\n".join(lines) + "\n")
+    out["reordered"] = (d, seg, None)
+    d, seg, _ = lines_of("torn", last=True)
+    data = seg.read_bytes()
+    seg.write_bytes(data[: len(data) - 40])  # a torn final line
+    out["torn"] = (d, seg, None)
+    d, seg, lines = lines_of("cut", last=True)
+    seg.write_text("\n".join(lines[:-2]) + "\n")  # whole entries cut, the closing checkpoint included
+    out["cut"] = (d, seg, None)
+    return out
+
+
+@pytest.fixture(scope="module")
+def verdicts(audit_log: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """Every `vallum audit verify` of this module, run at once."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    work = tmp_path_factory.mktemp("tamper")
+    copies = _tamper(audit_log, work)
+    other = work / "other.pub"
+    other.write_bytes(Ed25519PrivateKey.generate().public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+    junk = work / "junk.key"
+    junk.write_text("not a key")
+    calls: dict[str, tuple[str, ...]] = {
+        "intact": ("audit", "verify", str(audit_log)),
+        "one-file": ("audit", "verify", str(_segments(audit_log)[0])),
+        "with-key": ("audit", "verify", str(audit_log), "--key", str(audit_log / "audit.pub")),
+        "other-key": ("audit", "verify", str(audit_log), "--key", str(other)),
+        "no-dir": ("audit", "verify", str(work / "no-such-dir")),
+        "junk-key": ("audit", "verify", str(audit_log), "--key", str(junk)),
+        "missing-key": ("audit", "verify", str(audit_log), "--key", str(work / "missing.pub")),
+        **{name: ("audit", "verify", str(d)) for name, (d, _, _) in copies.items()},
+    }
+    results = vallum_all(*[(args, {}) for args in calls.values()])
+    return {"copies": copies, **dict(zip(calls, results, strict=True))}
+
+
+def _text(p: Any) -> str:
+    return (p.stdout + p.stderr).decode()
+
+
+def test_intact_log_verifies(verdicts: Any, audit_log: Path) -> None:
+    assert (audit_log / "audit.pub").exists()
+    for name in ("intact", "one-file", "with-key"):
+        assert verdicts[name].returncode == 0, (name, _text(verdicts[name]))
 
 
 def test_secrets_never_in_the_log(audit_log: Path) -> None:
@@ -65,81 +129,27 @@ def test_secrets_never_in_the_log(audit_log: Path) -> None:
         assert S.GITHUB not in f.read_text()
 
 
-def test_edited_entry_named_by_file_and_seq(audit_log: Path, tmp_path: Path) -> None:
-    d = _copy(audit_log, tmp_path / "edited")
-    seg = _segments(d)[0]
-    lines = seg.read_text().splitlines()
-    idx = 3
-    e = json.loads(lines[idx])
-    seq = _seq(e)
-    assert seq is not None, e
-    blob = lines[idx]
-    assert '"block"' in blob or '"allow"' in blob or '"warn"' in blob
-    lines[idx] = blob.replace('"allow"', '"block"', 1) if '"allow"' in blob else blob.replace('"block"', '"allow"', 1) \
-        if '"block"' in blob else blob.replace('"warn"', '"allow"', 1)
-    seg.write_text("\n".join(lines) + "\n")
-    p = vallum("audit", "verify", str(d))
-    out = (p.stdout + p.stderr).decode()
-    assert p.returncode == 1, out
+def test_edited_entry_named_by_file_and_seq(verdicts: Any) -> None:
+    _, seg, seq = verdicts["copies"]["edited"]
+    out = _text(verdicts["edited"])
+    assert verdicts["edited"].returncode == 1, out
     assert seg.name in out and str(seq) in out, out
 
 
-def test_deleted_entry_detected(audit_log: Path, tmp_path: Path) -> None:
-    d = _copy(audit_log, tmp_path / "deleted")
-    seg = _segments(d)[0]
-    lines = seg.read_text().splitlines()
-    del lines[2]
-    seg.write_text("\n".join(lines) + "\n")
-    p = vallum("audit", "verify", str(d))
-    assert p.returncode == 1 and seg.name.encode() in p.stdout + p.stderr
+@pytest.mark.parametrize("name", ["deleted", "reordered", "torn", "cut"])
+def test_deleted_reordered_truncated_detected(verdicts: Any, name: str) -> None:
+    _, seg, _ = verdicts["copies"][name]
+    out = _text(verdicts[name])
+    assert verdicts[name].returncode == 1, out
+    if name in ("deleted", "torn"):
+        assert seg.name in out, out
 
 
-def test_reordered_entries_detected(audit_log: Path, tmp_path: Path) -> None:
-    d = _copy(audit_log, tmp_path / "reordered")
-    seg = _segments(d)[0]
-    lines = seg.read_text().splitlines()
-    lines[2], lines[3] = lines[3], lines[2]
-    seg.write_text("\n".join(lines) + "\n")
-    assert vallum("audit", "verify", str(d)).returncode == 1
+def test_substituted_key_is_not_intact(verdicts: Any) -> None:
+    assert verdicts["other-key"].returncode == 1, _text(verdicts["other-key"])
 
 
-def test_truncated_log_detected(audit_log: Path, tmp_path: Path) -> None:
-    d = _copy(audit_log, tmp_path / "truncated")
-    seg = _segments(d)[-1]
-    data = seg.read_bytes()
-    seg.write_bytes(data[: len(data) - 40])  # a torn final line
-    p = vallum("audit", "verify", str(d))
-    assert p.returncode == 1, (p.stdout + p.stderr).decode()
-    assert seg.name.encode() in p.stdout + p.stderr
-
-
-def test_tail_entries_removed_detected(audit_log: Path, tmp_path: Path) -> None:
-    """Whole entries cut from the end (including the closing checkpoint) are a truncation."""
-    d = _copy(audit_log, tmp_path / "cut")
-    seg = _segments(d)[-1]
-    lines = seg.read_text().splitlines()
-    seg.write_text("\n".join(lines[:-2]) + "\n")
-    p = vallum("audit", "verify", str(d))
-    assert p.returncode == 1, (p.stdout + p.stderr).decode()
-
-
-def test_substituted_key_is_not_intact(audit_log: Path, tmp_path: Path) -> None:
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
-    other = tmp_path / "other.pub"
-    other.write_bytes(Ed25519PrivateKey.generate().public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
-    p = vallum("audit", "verify", str(audit_log), "--key", str(other))
-    assert p.returncode == 1, (p.stdout + p.stderr).decode()
-
-
-def test_unreadable_is_2(tmp_path: Path, audit_log: Path) -> None:
-    p = vallum("audit", "verify", str(tmp_path / "no-such-dir"))
-    assert p.returncode == 2 and b"Traceback" not in p.stderr
-    junk = tmp_path / "junk.key"
-    junk.write_text("not a key")
-    p = vallum("audit", "verify", str(audit_log), "--key", str(junk))
-    assert p.returncode == 2 and b"Traceback" not in p.stderr
-    p = vallum("audit", "verify", str(audit_log), "--key", str(tmp_path / "missing.pub"))
-    assert p.returncode == 2 and b"Traceback" not in p.stderr
+def test_unreadable_is_2(verdicts: Any) -> None:
+    for name in ("no-dir", "junk-key", "missing-key"):
+        assert verdicts[name].returncode == 2, (name, _text(verdicts[name]))
+        assert "Traceback" not in _text(verdicts[name])

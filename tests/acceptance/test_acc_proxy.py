@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import socket
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
 import samples as S
 
-from conftest import Proxy, Upstream, free_port
+from conftest import Daemon, Proxy, Upstream, free_port, write_yaml
 
 BLOCK_KEYS = {"action", "rule", "category", "message", "request_id"}
 
@@ -32,8 +33,35 @@ def assert_block(r: httpx.Response, category: str | None = None, status: int = 4
 
 
 @pytest.fixture(scope="module")
-def proxy(proxy_factory: Any, upstream: Upstream) -> Proxy:
-    return proxy_factory({"egress": {"allow_private": [f"127.0.0.1:{upstream.port}"]}})
+def proxies(tmp_path_factory: pytest.TempPathFactory, upstream: Upstream) -> Iterator[dict[str, Proxy]]:
+    """Every proxy this module needs, started at once (start-up dominates)."""
+    allow = [f"127.0.0.1:{upstream.port}"]
+    configs = {
+        "balanced": {"egress": {"allow_private": allow}},
+        "rate": {"egress": {"allow_private": allow, "rate_limit_per_minute": 3}},
+        "budget": {"egress": {"allow_private": allow, "data_budget_per_minute": 2000, "rate_limit_per_minute": 0}},
+        "audit": {"mode": "audit", "egress": {"allow_private": allow, "rate_limit_per_minute": 2}},
+        "strict": {"mode": "strict", "egress": {"allow_private": allow, "allowlist": ["*.example.com"]}},
+    }
+    work = tmp_path_factory.mktemp("proxies")
+    started: dict[str, Proxy] = {}
+    try:
+        for name, cfg in configs.items():
+            port = free_port()
+            path = write_yaml(work / f"{name}.yaml", {"data_dir": str(work / name), **cfg})
+            d = Daemon(["proxy", "--listen", f"127.0.0.1:{port}", "--config", str(path)], port, work, cwd=work)
+            started[name] = Proxy(port, d)
+        for p in started.values():
+            p.daemon.wait_ready()
+        yield started
+    finally:
+        for p in started.values():
+            p.daemon.stop()
+
+
+@pytest.fixture(scope="module")
+def proxy(proxies: dict[str, Proxy]) -> Proxy:
+    return proxies["balanced"]
 
 
 def test_banner_names_the_listen_address(proxy: Proxy) -> None:
@@ -161,8 +189,8 @@ def test_fetch_endpoint(proxy: Proxy, upstream: Upstream) -> None:
     assert_block(c.get(f"{proxy.url}/fetch", params={"url": f"{upstream.url('/x')}?key={S.GITHUB}"}), "credential")
 
 
-def test_rate_limit_per_domain_429(proxy_factory: Any, upstream: Upstream) -> None:
-    p = proxy_factory({"egress": {"allow_private": [f"127.0.0.1:{upstream.port}"], "rate_limit_per_minute": 3}})
+def test_rate_limit_per_domain_429(proxies: dict[str, Proxy], upstream: Upstream) -> None:
+    p = proxies["rate"]
     with p.client() as c:
         codes = [c.get(upstream.url(f"/n{i}")).status_code for i in range(3)]
         assert codes == [200, 200, 200]
@@ -170,18 +198,16 @@ def test_rate_limit_per_domain_429(proxy_factory: Any, upstream: Upstream) -> No
     assert_block(r, "rate_limit", status=429)
 
 
-def test_data_budget_429(proxy_factory: Any, upstream: Upstream) -> None:
-    p = proxy_factory({"egress": {"allow_private": [f"127.0.0.1:{upstream.port}"], "data_budget_per_minute": 2000,
-                                  "rate_limit_per_minute": 0}})
+def test_data_budget_429(proxies: dict[str, Proxy], upstream: Upstream) -> None:
+    p = proxies["budget"]
     with p.client() as c:
         assert c.post(upstream.url("/up"), content=b"a" * 1500).status_code == 200
         r = c.post(upstream.url("/up"), content=b"b" * 1500)
     assert_block(r, "rate_limit", status=429)
 
 
-def test_audit_mode_blocks_nothing(proxy_factory: Any, upstream: Upstream) -> None:
-    p = proxy_factory({"mode": "audit", "egress": {"allow_private": [f"127.0.0.1:{upstream.port}"],
-                                                   "rate_limit_per_minute": 2}})
+def test_audit_mode_blocks_nothing(proxies: dict[str, Proxy], upstream: Upstream) -> None:
+    p = proxies["audit"]
     with p.client() as c:
         r = c.get(upstream.url(f"/cb?token={S.GITHUB}"))
         assert r.status_code == 200 and r.headers.get("x-vallum-action", "").lower() == "warn"
@@ -190,9 +216,8 @@ def test_audit_mode_blocks_nothing(proxy_factory: Any, upstream: Upstream) -> No
         assert all(c.get(upstream.url(f"/r{i}")).status_code == 200 for i in range(3))  # over the limit: warn
 
 
-def test_strict_mode_only_allowlist(proxy_factory: Any, upstream: Upstream) -> None:
-    p = proxy_factory({"mode": "strict", "egress": {"allow_private": [f"127.0.0.1:{upstream.port}"],
-                                                    "allowlist": ["*.example.com"]}})
+def test_strict_mode_only_allowlist(proxies: dict[str, Proxy], upstream: Upstream) -> None:
+    p = proxies["strict"]
     with p.client() as c:
         assert_block(c.get(upstream.url("/x")))
         resp = _raw(p.port, b"CONNECT news.other-site.org:443 HTTP/1.1\r\nHost: news.other-site.org:443\r\n\r\n")
