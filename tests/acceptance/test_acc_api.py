@@ -259,29 +259,6 @@ def test_decide_moves_with_risky_events(api_server: ApiServer) -> None:
     assert r.status_code == 200 and r.json()["action"] == "block"
 
 
-def test_accepted_events_are_durable_in_the_store(api_server: ApiServer, tmp_path: Path) -> None:
-    """A second server on the same store (a restart) sees the events the first one accepted."""
-    user = "u_durable_" + str(int(time.time()))
-    r = api_server.post("/api/v1/events", json=[_ev(i, user) for i in range(3)])
-    assert r.status_code == 202 and r.json()["accepted"] == 3
-    port = free_port()
-    d = Daemon(["serve", "--listen", f"127.0.0.1:{port}", "--store", api_server.store, "--config",
-                str(api_server.cfg)], port, tmp_path, cwd=tmp_path)
-    try:
-        d.wait_ready()
-        c = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30, trust_env=False)
-        deadline = time.monotonic() + 30
-        while True:
-            r = c.get(f"/api/v1/entities/user/{user}", headers=api_server.auth())
-            if r.status_code == 200 or time.monotonic() > deadline:
-                break
-            time.sleep(0.3)
-        assert r.status_code == 200, r.text
-        assert f"evt-acc-{user}-2" in r.text
-    finally:
-        d.stop()
-
-
 def test_keys_from_the_same_config_pair_with_serve(tmp_path: Path) -> None:
     """No --store: `keys create --config F` and `serve --config F` use the same store (data_dir)."""
     data = tmp_path / "data"

@@ -57,6 +57,11 @@ def test_run_serves_proxy_and_api_prints_credentials_once(tmp_path: Path, upstre
         assert r.status_code == 200 and r.json()["action"] == "block", r.text
         assert api.post("/api/v1/scan", json={"kind": "text", "content": "x"}).status_code == 401
         assert api.get("/metrics").status_code == 200
+        # accepted events are durable: the next start (below) still has them
+        ev = {"type": "llm.request", "ts": int(time.time() * 1000) - 60_000, "id": "evt-durable-1", "user": "u_durable",
+              "attrs": {"gen_ai.request.model": "m-large", "cost_usd": 0.01}}
+        r = api.post("/api/v1/events", headers={"Authorization": f"Bearer {key}"}, json=[ev])
+        assert r.status_code == 202 and r.json()["accepted"] == 1, r.text
     finally:
         code = d.stop(signal.SIGTERM)
     assert code == 0, d.stderr
@@ -70,6 +75,9 @@ def test_run_serves_proxy_and_api_prints_credentials_once(tmp_path: Path, upstre
         _wait_health(f"http://127.0.0.1:{cp}", d2)
         time.sleep(0.5)
         again = d2.stdout
+        r = httpx.get(f"http://127.0.0.1:{cp}/api/v1/entities/user/u_durable", headers={"Authorization": f"Bearer {key}"},
+                      timeout=30, trust_env=False)
+        assert r.status_code == 200 and "evt-durable-1" in r.text, r.text
     finally:
         d2.stop(signal.SIGTERM)
     secrets = [w for w in first.split() if len(w) >= 12 and any(ch.isdigit() for ch in w) and "/" not in w
