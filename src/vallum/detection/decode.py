@@ -4,9 +4,11 @@
 (not including `text` itself), each with the chain of decoders that produced it, e.g.
 ``("base64", "gzip")``. Bounded in depth and in total output size (`max_bytes` characters).
 
-Decoders: base64 (standard, URL-safe, unpadded, wrapped lines), base32, hex (plain, ``\\x41``,
+Decoders: base64 (standard, URL-safe, unpadded, wrapped lines — a short last line included —,
+also between ``-----BEGIN X-----`` / ``-----END X-----`` armour lines), base32, hex (plain, ``\\x41``,
 ``0x41``, ``41:42``, ``41 42``), URL percent-encoding (repeated layers come out as
-``("url", "url")``), JSON ``\\uXXXX`` escapes, HTML entities, quoted-printable, gzip / zlib /
+``("url", "url")``), JSON ``\\uXXXX`` escapes, HTML entities, quoted-printable (strict: upper-case
+escapes, even a single one; ``key=value`` lines are left alone, see `_qp_decode`), gzip / zlib /
 raw deflate inside a binary layer, and ROT13.
 
 Candidate discovery is cheap: one Hyperscan pass (or the same patterns with `re`) says which
@@ -23,7 +25,6 @@ import base64
 import binascii
 import codecs
 import html
-import quopri
 import re
 import string
 import zlib
@@ -61,7 +62,9 @@ _SCOUT_PATTERNS = {
         "url": rb"%[0-9a-fA-F]{2}",
         "json": rb"\\u[0-9a-fA-F]{4}",
         "entity": rb"&(?:#[0-9]{1,7}|#[xX][0-9a-fA-F]{1,6}|[a-zA-Z][a-zA-Z0-9]{1,31});",
-        "qp": rb"=[0-9A-F]{2}[^=\r\n]{0,76}=[0-9A-F]{2}|=[0-9A-F]{2}=\r?\n",
+        # escapes that touch, a lone one standing for punctuation, or a soft line break
+        "qp": rb"=[0-9A-F]{2}=(?:[0-9A-F]{2}|\r?\n)|=(?:2[0-9]|40|60)[A-Za-z]|=(?:[23][A-F]|5[B-F]|7[B-F])"
+              rb"|[^\s=]=\r?\n",
         "xhex": rb"(?:\\x[0-9a-fA-F]{2}){4}",
         "0xhex": rb"(?:0[xX][0-9a-fA-F]{2}[\s,]*){4}",
         "sephex": rb"(?:[0-9a-fA-F]{2}[: ]){5}[0-9a-fA-F]{2}",
@@ -77,7 +80,7 @@ _CLASS[ord("=")] = ord("=")
 _CLASS[ord("\n")] = ord("\n")
 _CLASS[ord("\r")] = ord("\r")
 _CLASS_TABLE = bytes(_CLASS)
-_RUN = re.compile(b"A" * MIN_RUN + rb"A*=*(?:\r?\n(?:A{8,}=*))*")
+_RUN = re.compile(b"A" * MIN_RUN + rb"A*=*(?:\r?\n(?:A{8,}=*))*(?P<tail>\r?\nA{1,7}=*(?=[\r\n ]|$))?")
 
 _HEX = frozenset(b"0123456789abcdefABCDEF")
 _B32 = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567=")
@@ -88,7 +91,6 @@ _JSON_ESC = re.compile(
     r"\\u([dD][89abAB][0-9a-fA-F]{2})\\u([dD][c-fC-F][0-9a-fA-F]{2})|\\u([0-9a-fA-F]{4})|\\([\"\\/bfnrt])"
 )
 _JSON_SIMPLE = {'"': '"', "\\": "\\", "/": "/", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t"}
-_QP_ESC = re.compile(r"=[0-9A-F]{2}")
 
 
 def decode_layers(text: str, max_depth: int = 4, max_bytes: int = 4 * 1024 * 1024) -> list[Decoded]:
@@ -142,9 +144,10 @@ def _decode_once(text: str, budget: int) -> Iterator[tuple[tuple[str, ...], str]
         decoded = html.unescape(text)
         if decoded != text and _mostly_printable(decoded):
             yield ("html_entities",), decoded
-    if "qp" in found and len(_QP_ESC.findall(text)) >= 2:
-        raw = quopri.decodestring(data)
-        yield from _bytes_to_text(raw, ("quoted_printable",), budget)
+    if "qp" in found:
+        raw = _qp_decode(data)
+        if raw is not None:
+            yield from _bytes_to_text(raw, ("quoted_printable",), budget)
     if "xhex" in found:
         for m in _XHEX_RE.finditer(text):
             raw = bytes.fromhex(m.group(0).replace("\\x", ""))
@@ -166,10 +169,84 @@ def _runs(data: bytes, budget: int) -> Iterator[tuple[tuple[str, ...], str]]:
     if b"A" * MIN_RUN not in image:
         return
     for m in _RUN.finditer(image):
-        cand = data[m.start():m.end()]
-        if b"\n" in cand or b"\r" in cand:
-            cand = cand.replace(b"\r", b"").replace(b"\n", b"")
-        yield from _decode_run(cand, budget)
+        region = data[m.start():m.end()]
+        if b"-----" in region:
+            # armour lines (-----BEGIN X----- / -----END X-----) are not part of the base64
+            # between them: look again with dash runs blanked out
+            sub = region.replace(b"-----", b"     ")
+            for m2 in _RUN.finditer(sub.translate(_CLASS_TABLE)):
+                yield from _run_candidates(sub, m2, budget)
+        else:
+            yield from _run_candidates(data, m, budget)
+
+
+def _run_candidates(data: bytes, m: re.Match[bytes], budget: int) -> Iterator[tuple[tuple[str, ...], str]]:
+    """The decodings of the run `m` of the byte-class image of `data`."""
+    cand = data[m.start():m.end()]
+    tail = m.group("tail")
+    if tail is not None:
+        # a short last line of wrapped base64 ("ZQ=="): kept when the whole run then has a
+        # base64 length and decodes to text; otherwise it is a short word after the run
+        body = cand.replace(b"\r", b"").replace(b"\n", b"")
+        head = data[m.start():m.start("tail")]
+        if b"=" not in head and len(body) % 4 == 0:
+            got = list(_decode_run(body, budget))
+            if got:
+                yield from got
+                return
+        cand = head
+    if b"\n" in cand or b"\r" in cand:
+        cand = cand.replace(b"\r", b"").replace(b"\n", b"")
+    yield from _decode_run(cand, budget)
+
+
+_QP_ESC = re.compile(rb"=[0-9A-F]{2}")
+# "=" that starts neither an escape nor a soft line break (applied to one line without its "\n")
+_QP_BARE = re.compile(rb"=(?![0-9A-F]{2}|\r?$)")
+_QP_BARE_ANY = re.compile(rb"=(?![0-9A-F]{2}|\r?$)", re.M)
+_QP_LONE_TRAIL = re.compile(rb"^[^=\n]*=20\r?$", re.M)
+# a lone escape (touching no other) that reads as a value: a letter, digit or control byte
+# (width=64, id=6ECA…, x=10), a lone non-ASCII byte (never UTF-8; real ones come in runs), a
+# number not followed by a letter (y=25), or the start of a hex id (sha=A3F2…). An escape that
+# opens a line may continue one split by a soft line break, so it is not judged.
+_QP_VALUE = re.compile(
+    rb"=(?<=[^\n]=)(?<!=[0-9A-F]{2}=)(?:(?:3[0-9]|4[1-9A-F]|5[0-9A]|6[1-9A-F]|7[0-9A]|[01][0-9A-F]|[89A-F][0-9A-F])(?!=)"
+    rb"|(?:2[1-9]|40|60)(?![A-Za-z=])|20(?![A-Za-z=]|\r?$)|(?<=[0-9A-Za-z_]=)[0-9A-F]{2}(?=[0-9A-F]))"
+)
+
+
+def _qp_decode(data: bytes) -> bytes | None:
+    """Quoted-printable `data` decoded strictly, line by line, or None when no line looks encoded.
+
+    Only upper-case ``=XX`` escapes and soft line breaks (``=`` ending a line) count. A line
+    holding a bare ``=`` (``key=value``, ``request_id=6eca…``) is data, not quoted-printable, and
+    is left as it is, and so is a line with a lone escape that reads as a value (`_QP_VALUE`:
+    encoders never escape a letter or digit singly, and fully encoded text escapes every byte,
+    so its escapes touch). In text without any escape, a soft line break counts only at the end
+    of a long line of words (not ``x =`` nor base64 padding).
+    """
+    any_escape = _QP_ESC.search(data) is not None
+    if (any_escape and not _QP_BARE_ANY.search(data) and not _QP_VALUE.search(data)
+            and not (data.count(b"=") == 1 and _QP_LONE_TRAIL.search(data))):
+        return binascii.a2b_qp(data)  # a whole quoted-printable body: one C call
+    lines = data.split(b"\n")
+    last = len(lines) - 1
+    pieces = [line + b"\n" for line in lines]  # each line with its own line break
+    pieces[last] = lines[last]
+    changed = False
+    for i, line in enumerate(lines):
+        if b"=" not in line or _QP_BARE.search(line) or _QP_VALUE.search(line):
+            continue
+        if line.count(b"=") == 1 and line.rstrip(b"\r").endswith(b"=20"):
+            continue  # limit=20 (a trailing space, when encoded, comes with other escapes)
+        if not any_escape:
+            body = line.rstrip(b"\r")
+            if len(body) < 41 or body[-2:-1] in (b" ", b"\t") or b" " not in body:
+                continue
+        decoded = binascii.a2b_qp(line + b"\n")  # a soft line break takes the "\n" with it
+        pieces[i] = decoded[:-1] if i == last and decoded.endswith(b"\n") else decoded
+        changed = True
+    return b"".join(pieces) if changed else None
 
 
 def _decode_run(cand: bytes, budget: int) -> Iterator[tuple[tuple[str, ...], str]]:

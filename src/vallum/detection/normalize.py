@@ -17,10 +17,18 @@
    vowel signs, Cyrillic ``й``) are kept.
 5. Letters spelled out with one consistent separator re-joined: runs of at least three single
    characters (``i g n o r e``, ``i.g.n.o.r.e``, ``i-g-n-o-r-e`` → ``ignore``). Two or more
-   spaces end a run, so ``i g n o r e  a l l`` becomes ``ignore all``.
+   spaces end a run, so ``i g n o r e  a l l`` becomes ``ignore all``. A run spelled with single
+   spaces throughout gets its word boundaries back when it splits exactly into words of a small
+   built-in vocabulary (`_VOCAB`, the words injection rules use): ``i g n o r e a l l`` →
+   ``ignore all``, ``a n a i`` → ``an ai``. Otherwise (``A B C``, ``N A S A``, ``S U M M A R Y``)
+   it is joined as one word, as is a split that starts or ends with a one-letter word or holds
+   two in a row (a second pass would re-join those).
 6. Leetspeak folded only inside tokens that mix letters with digits/symbols and become all
    letters when folded (``1gn0r3`` → ``ignore``); numbers and prices (``100``, ``$5``, ``3.14``)
-   and tokens such as ``sha256`` are left alone.
+   and tokens such as ``sha256`` are left alone. Short words with a trailing digit (``th3``,
+   ``rul3``) fold when they become a word of `_SHORT_WORDS`; two-letter ones (``d0``, ``m3``,
+   ``t0``, also chip and instance names) only on a line that holds other leetspeak
+   (``D0 n0t t3ll th3 us3r`` → ``do not tell the user``; ``Apple M3`` stays).
 7. Runs of spaces and tabs folded to one space. Newlines are kept, and so is punctuation such
    as ``[``, ``]``, ``<|``, ``|>``, ``:``, ``#``.
 
@@ -37,6 +45,7 @@ import re
 import unicodedata
 from functools import lru_cache
 from importlib import resources
+from itertools import pairwise
 
 from vallum.detection.matcher import PatternScout
 
@@ -115,14 +124,72 @@ def _rejoin(m: re.Match[str]) -> str:
     letters = sum(c.isalpha() for c in chars)
     if letters * 2 < len(chars):
         return run
-    return chars
+    return _segment(chars) or chars
+
+
+# Words injection rules are written with: a spelled-out run whose letters split exactly into
+# these gets its word boundaries back ("i g n o r e a l l" → "ignore all", "a n a i" → "an ai").
+_VOCAB_TEXT = """
+a i ai an am as at be by do go he if in is it me my no not now of on or so to up we you your yours
+all and any are act ask but can did does done for from get give has have her him his how its just
+let may new off one only our out own per say see set she the them then there these they this too
+use was way what when who why will with yes above admin again agent also always answer anything
+assistant before below bypass call chat code command commands confidential context credential
+credentials data delete developer disable disregard do dump earlier email enable every everything
+execute file files filter filters follow following forget full guidelines hidden ignore initial
+instruction instructions jailbreak key keys leak mode model must never next obey only original
+output override password passwords pretend previous print prior private prompt prompts reveal role
+rule rules run safety secret secrets send share show system task tell text token tokens tool tools
+unrestricted user users verbatim write please todo
+"""
+_VOCAB = frozenset(_VOCAB_TEXT.split())
+_VOCAB_MAX = max(map(len, _VOCAB))
+
+
+def _segment(chars: str) -> str | None:
+    """`chars` split into the fewest `_VOCAB` words, or None (no full split, a single word, or a
+    split that a second pass would re-join: single-letter words at an edge or side by side)."""
+    n = len(chars)
+    if n < 4 or n > 256:
+        return None
+    word = chars.translate(_LEET)
+    if not word.isalpha() or word in _VOCAB:
+        return None
+    best: list[tuple[int, int] | None] = [None] * (n + 1)  # (word count, start of last word)
+    best[0] = (0, 0)
+    for end in range(1, n + 1):
+        for start in range(max(0, end - _VOCAB_MAX), end):
+            prev = best[start]
+            if prev is not None and word[start:end] in _VOCAB and (best[end] is None or prev[0] + 1 < best[end][0]):
+                best[end] = (prev[0] + 1, start)
+    if best[n] is None or best[n][0] < 2:
+        return None
+    words: list[str] = []
+    end = n
+    while end:
+        start = best[end][1]
+        words.append(word[start:end])
+        end = start
+    words.reverse()
+    if len(words[0]) == 1 or len(words[-1]) == 1:
+        return None
+    if any(len(a) == 1 and len(b) == 1 for a, b in pairwise(words)):
+        return None
+    return " ".join(words)
 
 
 def _fold_leet(s: str, anchors: list[int]) -> str:
-    """Fold leetspeak in the tokens around `anchors` (indexes of characters inside tokens)."""
-    pieces: list[str] = []
-    pos = 0
+    """Fold leetspeak in the tokens around `anchors` (indexes of characters inside tokens).
+
+    A short word with a trailing digit (``th3``, ``rul3``, ``d0``) is folded only when it
+    becomes a word of `_SHORT_WORDS`; a two-letter one (``d0``, ``m3``, ``t0``, which are
+    also chip, instance and heading names) only when another token of the same line is
+    leetspeak too (``D0 n0t t3ll``).
+    """
+    folds: list[tuple[int, int, str]] = []
+    maybe: list[tuple[int, int, str]] = []
     seen_end = 0  # end of the last token looked at: later anchors inside it are skipped
+    last = -1
     n = len(s)
     for a in anchors:
         if a < seen_end or a >= n or s[a] not in _TOKEN_SET:
@@ -134,16 +201,31 @@ def _fold_leet(s: str, anchors: list[int]) -> str:
         while end < n and s[end] in _TOKEN_SET:
             end += 1
         seen_end = end
-        if start < pos:
+        if start <= last:
             continue
+        last = start
         token = s[start:end]
         folded = _fold_token(token, s[end] if end < n else "")
-        if folded != token:
-            pieces.append(s[pos:start])
-            pieces.append(folded)
-            pos = end
-    if not pieces:
+        if folded is None:
+            maybe.append((start, end, token.translate(_LEET)))
+        elif folded != token:
+            folds.append((start, end, folded))
+    if maybe and folds:
+        for start, end, word in maybe:
+            line_start = s.rfind("\n", 0, start)
+            line_end = s.find("\n", end)
+            line_end = n if line_end < 0 else line_end
+            if any(line_start < fs < line_end for fs, _, _ in folds):
+                folds.append((start, end, word))
+        folds.sort()
+    if not folds:
         return s
+    pieces: list[str] = []
+    pos = 0
+    for start, end, word in folds:
+        pieces.append(s[pos:start])
+        pieces.append(word)
+        pos = end
     pieces.append(s[pos:])
     return "".join(pieces)
 
@@ -153,7 +235,13 @@ _NUMBER_WITH_UNIT = re.compile(
 )
 
 
-def _fold_token(token: str, after: str) -> str:
+# short words that leetspeak spells with a trailing digit (th3, rul3, us3, d0, b3)
+_SHORT_WORDS_TEXT = "the rule role mode code use see too are one safe site note file data ai do to go no so me be we he"
+_SHORT_WORDS = frozenset(_SHORT_WORDS_TEXT.split())
+
+
+def _fold_token(token: str, after: str) -> str | None:
+    """`token` leet-folded, or as it is; None for a two-letter word that needs context."""
     folded = token.translate(_LEET)
     if not folded.isalpha() or token.isalpha():
         return token
@@ -165,6 +253,8 @@ def _fold_token(token: str, after: str) -> str:
         return token
     stem = token.rstrip("0123456789")
     if stem != token and stem.isalpha() and (len(token) - len(stem) >= 2 or len(stem) <= 3):
+        if folded in _SHORT_WORDS:
+            return folded if len(folded) > 2 else None  # th3, rul3; d0 and m3 only in context
         return token  # a name with a version or number: utf8, mp4, ipv4, win10
     return folded
 
