@@ -39,7 +39,8 @@ def test_a_secret_shaped_token_never_survives(before, secret, after):
 )
 def test_values_after_sensitive_names_are_redacted(name, sep, value):
     out, _ = scrub_text(f"config {name}{sep}{value} end")
-    assert value not in out
+    # the marker itself may contain the value by chance ("redact" in "[redacted]")
+    assert value not in out.replace("[redacted]", "")
 
 
 @settings(deadline=None)
