@@ -58,6 +58,7 @@ from vallum.egress.upstream import (
     read_body,
     send_request,
 )
+from vallum.runtime.enforcement import ORDER as _POSTURE_ORDER
 
 log = logging.getLogger("vallum.egress")
 
@@ -77,6 +78,11 @@ HOP_BY_HOP = frozenset({
 CONSUMED = frozenset({b"proxy-authorization", b"x-vallum-principal"})
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
 FETCH_UA = b"vallum-fetch/0.1"
+
+
+#: postures under which a warning is enforced as a block ("block" is refused at the request; it can
+#: only be seen here when it arrives while a response is already being relayed)
+_TIGHTENING = ("review", "challenge", "block")
 
 
 def default_principal(client_ip: str, headers: list[tuple[bytes, bytes]]) -> Principal:
@@ -441,11 +447,28 @@ class EgressProxy:
 
     def _tighten(self, flow: Flow, findings: list[Finding]) -> list[Finding]:
         """Under a review/challenge posture a warning is enforced as a block."""
-        if flow.extra.get("posture") not in ("review", "challenge"):
+        if flow.extra.get("posture") not in _TIGHTENING:
             return findings
         return [dataclasses.replace(f, action=Action.BLOCK,
                                     message=f"{f.message} (blocked: principal under {flow.extra['posture']})")
                 if f.action is Action.WARN else f for f in findings]
+
+    def _tighten_response(self, flow: Flow, findings: list[Finding]) -> list[Finding]:
+        """Response-side findings (a response body, an SSE event) get the same tightening as the
+        request's. A response can arrive long after the request (a slow upstream, a stream that runs
+        for minutes), so when it holds a warning the principal's posture is asked again and the
+        stronger of the two applies: the warnings that pushed the principal into review earlier in
+        the same stream are enough to harden the next one. A failing gate fails closed (block)."""
+        if not any(f.action is Action.WARN for f in findings):
+            return findings
+        current = flow.extra.get("posture")
+        if current not in _TIGHTENING and self.principal_gate is not None:
+            fresh = self._posture(flow.principal)
+            if fresh is not None:
+                action = fresh[0] if fresh[0] in _POSTURE_ORDER else "block"  # unknown: fail closed
+                if _POSTURE_ORDER[action] > _POSTURE_ORDER.get(current, 0):
+                    flow.extra["posture"] = action
+        return self._tighten(flow, findings)
 
     # ------------------------------------------------------------------ responses to the client
     async def _write(self, conn: h11.Connection, stream: ByteStream, *events: h11.Event) -> None:
@@ -740,9 +763,9 @@ class EgressProxy:
                             message=f.message, location=f.location)
                 return await self._deny(conn, stream, flow, [f], direction="response", reason=f.message)
             self.pool.release(up)
-            findings = policy.response_findings(
+            findings = self._tighten_response(flow, policy.response_findings(
                 insp, flow.url, resp.status_code, policy.headers_dict(rh), rbody, content_type=ctype,
-                content_encoding=_header(rh, b"content-encoding"), max_body_bytes=eg.max_response_bytes)
+                content_encoding=_header(rh, b"content-encoding"), max_body_bytes=eg.max_response_bytes))
             action = strongest([f.action for f in findings])
             if action is Action.BLOCK:
                 return await self._deny(conn, stream, flow, findings, direction="response")
@@ -793,7 +816,7 @@ class EgressProxy:
         try:
             async for chunk in iter_body(up, eg.upstream_timeout):
                 for raw in splitter.feed(chunk):
-                    fs = scanner.scan(raw)
+                    fs = self._tighten_response(flow, scanner.scan(raw))
                     if fs and strongest([f.action for f in fs]) is Action.BLOCK:
                         return await block(fs)
                     seen.extend(fs)
@@ -801,7 +824,7 @@ class EgressProxy:
                 await stream.drain()
             rest = splitter.flush()
             if rest:
-                fs = scanner.scan(rest)
+                fs = self._tighten_response(flow, scanner.scan(rest))
                 if fs and strongest([f.action for f in fs]) is Action.BLOCK:
                     return await block(fs)
                 seen.extend(fs)
@@ -1020,7 +1043,7 @@ class EgressProxy:
             break
         ctype = _header(rheaders, b"content-type") or ""
         content, cfind = self._fetch_content(state, rbody, ctype, _header(rheaders, b"content-encoding"))
-        findings = self._tighten(flow, dedupe(findings + cfind))
+        findings = self._tighten_response(flow, dedupe(findings + cfind))
         flow.status = status
         flow.findings = findings
         action = flow.action()

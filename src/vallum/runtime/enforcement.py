@@ -7,7 +7,9 @@
 - `SessionThreat` is a per-session score: blocks and near misses add to it, clean traffic and
   event time take it down. It escalates within a session before the engine has any history.
 - `PrincipalGate` combines both into a posture `(action, reason, status)` for the proxies:
-  `review` → warnings become blocks, `challenge` → risky tool calls need approval, `block` → the
+  `review` → warnings become blocks (request and response side alike: the egress proxy also
+  hardens a warning in a response body or an SSE event), `challenge` → risky tool calls need
+  approval, `block` → the
   principal's traffic is denied. Posture lookups never fail open: an internal fault is a block.
 """
 
