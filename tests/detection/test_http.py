@@ -127,6 +127,71 @@ def test_credential_header_fallback_only_when_nothing_else_found():
     assert found[0].action == "warn"
 
 
+def _mode(insp: Inspector, mode: str, **cfg) -> Inspector:
+    import copy
+
+    from vallum.config import Config
+    from vallum.detection.model import Mode
+
+    out = copy.copy(insp)
+    out.config = Config.model_validate({"mode": mode, "egress": {"allowlist": ["api.example.com"]}, **cfg})
+    out.mode = Mode(mode)
+    return out
+
+
+@pytest.mark.parametrize(
+    ("headers", "loc"),
+    [
+        ({"Authorization": "Token abcdefgh12"}, "headers.authorization"),  # low entropy, no format
+        ({"Authorization": "Basic dXNlcjpwYXNz"}, "headers.authorization"),
+        ({"Authorization": "Token Zx8qL2vN7rT4wY1bK6mP3sD9fH5jC0gA"}, "headers.authorization"),  # high entropy
+    ],
+)
+def test_unknown_credential_header_blocks_in_strict_warns_in_balanced_and_audit(insp, headers, loc):
+    # an unexplained value in a credential header: like unexplained high entropy (INTERFACES §3)
+    actions = {}
+    for mode in ("strict", "balanced", "audit"):
+        found = [f for f in request_findings(_mode(insp, mode), "GET", URL, headers, None) if f.location == loc]
+        assert any(f.rule == "http.credential_header" and f.category == "credential" for f in found), found
+        actions[mode] = max((f.action for f in found), key=["allow", "warn", "block"].index)
+        assert all(f.category in ("credential", "entropy") for f in found)
+    assert actions == {"strict": "block", "balanced": "warn", "audit": "warn"}
+
+
+def test_strict_block_does_not_depend_on_entropy():
+    from vallum.config import Config
+
+    cfg = Config.model_validate({"mode": "strict", "egress": {"allowlist": ["api.example.com"]},
+                                 "detection": {"disable": ["dlp.*", "pii.*"], "entropy": {"enabled": False}}})
+    found = request_findings(Inspector(cfg), "GET", URL, {"X-Api-Key": "k9Qz7-plain-looking-key"}, None)
+    assert [(f.rule, f.action) for f in found] == [("http.credential_header", "block")]
+
+
+@pytest.mark.parametrize("value", ["${API_KEY}", "xxxxxxxxxxxx", "<your-token>", "Bearer {{api_key}}"])
+def test_placeholder_in_credential_header_never_blocks(insp, value):
+    for mode in ("strict", "balanced"):
+        found = request_findings(_mode(insp, mode), "GET", URL, {"Authorization": value}, None)
+        assert found and all(f.action == "warn" for f in found), (mode, found)
+        assert "placeholder" in found[0].message
+
+
+def test_credential_header_rule_override_applies_in_strict(insp):
+    ins = _mode(insp, "strict", detection={"rules": {"http.credential_header": {"action": "warn"}}})
+    found = request_findings(ins, "GET", URL, {"Authorization": "Token abcdefgh12"}, None)
+    assert [(f.rule, f.action) for f in found] == [("http.credential_header", "warn")]
+
+
+def test_known_and_absent_credentials_unchanged_in_strict(insp):
+    strict = _mode(insp, "strict")
+    # a recognised token keeps its own rule; no extra fallback finding
+    found = request_findings(strict, "GET", URL, {"Authorization": f"Bearer {TOKEN}"}, None)
+    assert gh(found) and not [f for f in found if f.rule == "http.credential_header"]
+    # short values, non-credential headers and cookies are not credential headers
+    for hdrs in ({"Authorization": "short"}, {"X-Request-Id": "550e8400-e29b-41d4-a716-446655440000"},
+                 {"Cookie": "theme=dark; lang=en"}):
+        assert request_findings(strict, "GET", URL, hdrs, None) == [], hdrs
+
+
 def test_ordinary_headers_clean(insp):
     hdrs = {"User-Agent": "python-httpx/0.27", "Accept": "application/json", "Content-Type": "application/json",
             "X-Request-Id": "550e8400-e29b-41d4-a716-446655440000"}

@@ -379,3 +379,21 @@ def test_principal_gate_failure_fails_closed(harness):
         r = c.get(f"http://127.0.0.1:{up.port}/")
     assert r.status_code == 403 and block_json(r)["category"] == "behaviour"
     assert up.requests == []
+
+
+def test_unknown_credential_header_blocked_in_strict_warned_in_balanced(harness):
+    up = harness.upstream()
+    url = f"http://127.0.0.1:{up.port}/x"
+    hdrs = {"Authorization": "Token abcdefgh12"}  # a credential header, no known token format
+    strict = harness.proxy({"mode": "strict", "egress": {"allowlist": ["127.0.0.1"]}})
+    balanced = harness.proxy()
+    with client(strict) as c:
+        r = c.get(url, headers=hdrs)
+        clean = c.get(url)
+    assert r.status_code == 403 and block_json(r)["rule"] == "http.credential_header"
+    assert block_json(r)["category"] == "credential"
+    assert clean.status_code == 200  # negative: the allowlisted destination itself is fine
+    with client(balanced) as c:
+        r = c.get(url, headers=hdrs)
+    assert r.status_code == 200 and r.headers["x-vallum-action"] == "warn"
+    assert len(up.requests) == 2  # the strict-mode request never reached the upstream

@@ -346,16 +346,28 @@ _AUTH_HEADERS = frozenset({"authorization", "proxy-authorization", "x-api-key", 
 
 def _auth_header_findings(inspector: Inspector, fields: list[tuple[str, str]], already: list[Finding]
                           ) -> list[Finding]:
-    """A credential header whose value is no known format is still a credential leaving."""
+    """A credential header whose value is no known format is still a credential leaving.
+
+    Its value is unexplained — no pattern rule says what it is — so it is treated like unexplained
+    high entropy in the mode table (INTERFACES §3): warn in balanced, **block in strict**, warn in
+    audit, whatever the value's own entropy (the header names it a credential). A template
+    placeholder (`${API_KEY}`, `xxxxxxxx`, `<token>`) is no credential: it stays a warning in every
+    mode. `detection.rules."http.credential_header".action` overrides both.
+    """
+    from vallum.detection.urlpolicy import _PLACEHOLDER
+
     out = []
     for loc, value in fields:
         name = loc.split(".", 1)[1]
         if name not in _AUTH_HEADERS or name == "cookie" or len(value.strip()) < 8:
             continue
-        if any(f.location == loc for f in already):
-            continue
+        if any(f.location == loc and f.category in ("credential", "pii") for f in already):
+            continue  # a pattern rule explained it (an entropy warning alone does not)
+        placeholder = bool(_PLACEHOLDER.match(value.strip()))
         f = inspector.finding("http.credential_header", "credential", "medium",
-                              f"credential in the {name} header (no known format)", action=Action.WARN,
+                              f"credential in the {name} header (no known format"
+                              + (", a placeholder)" if placeholder else ")"), action=Action.WARN,
+                              strict_action=None if placeholder else Action.BLOCK,
                               location=loc, evidence=_redact(value))
         if f is not None:
             out.append(f)
