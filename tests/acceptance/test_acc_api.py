@@ -329,10 +329,6 @@ def test_keys_and_serve_pair_on_postgresql(tmp_path: Path) -> None:
             c.execute(f'DROP SCHEMA "{schema}" CASCADE')
 
 
-@pytest.mark.xfail(reason="storage/store.py Store.migrate: two processes migrating a fresh SQLite store at once race "
-                          "(one fails with 'table alembic_version/api_keys already exists', exit 2), e.g. `vallum serve "
-                          "--store X` and `vallum keys create --store X` started together; migrations need a lock "
-                          "(storage owner active, reported)", strict=False)
 def test_two_processes_opening_a_fresh_store_at_once(tmp_path: Path) -> None:
     store = f"sqlite:///{tmp_path / 'fresh.db'}"
     results = vallum_all(*[(("keys", "create", "--store", store), {"cwd": tmp_path}) for _ in range(3)])

@@ -104,12 +104,22 @@ class Store:
 
         cfg = AlembicConfig()
         cfg.set_main_option("script_location", str(MIGRATIONS))
-        try:
-            with self.engine.begin() as conn:
-                cfg.attributes["connection"] = conn
-                command.upgrade(cfg, "head")
-        except Exception as exc:
-            raise StoreError(f"cannot migrate store {_redact_url(self.url)}: {exc}") from None
+        # Several processes may open a fresh store at once (`vallum serve` and `vallum keys create`).
+        # PostgreSQL serialises them with an advisory lock; for SQLite the loser of the race fails
+        # on an object the winner just created, and on retry finds the schema at head.
+        attempts = 5
+        for attempt in range(attempts):
+            try:
+                with self.engine.begin() as conn:
+                    if self.dialect == "postgresql":
+                        conn.exec_driver_sql("SELECT pg_advisory_xact_lock(7461616756)")
+                    cfg.attributes["connection"] = conn
+                    command.upgrade(cfg, "head")
+                return
+            except Exception as exc:
+                if attempt == attempts - 1:
+                    raise StoreError(f"cannot migrate store {_redact_url(self.url)}: {exc}") from None
+                time.sleep(0.2 * (attempt + 1))
 
     def close(self) -> None:
         self.engine.dispose()
