@@ -112,14 +112,25 @@ def serve(
         raise fail(f"--listen {addr!r}: expected HOST:PORT") from None
     host = host.strip("[]") or "127.0.0.1"
     ensure_can_listen(host, port)
+    from vallum.runtime.sinks import build_decision_sink, close_sink
+
     try:
-        app = create_app(cfg, extra_routes=_optional_routes(cfg), lifespan_hooks=[_warm_inspector(cfg)])
+        # behavioural decisions (and scan API verdicts) go to the audit log, as under `vallum run`
+        sink = build_decision_sink(cfg, "serve")
+    except Exception as exc:
+        raise fail(f"cannot open the audit log: {exc}") from None
+    try:
+        app = create_app(cfg, sink=sink, extra_routes=_optional_routes(cfg), lifespan_hooks=[_warm_inspector(cfg)])
     except StoreError as exc:
+        close_sink(sink)
         raise fail(str(exc)) from None
     typer.echo(f"vallum API listening on http://{addr}  (store: {app.state.behaviour.store.dialect})")
     _print_console_login(app, addr)
     typer.echo(f"  send events:  curl -H 'Authorization: Bearer KEY' -d @event.json http://{addr}/api/v1/events")
-    uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False)
+    try:
+        uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False)
+    finally:
+        close_sink(sink)  # drains the queue and writes the closing checkpoint
 
 
 def _print_console_login(app, addr: str) -> None:  # type: ignore[no-untyped-def]
