@@ -592,6 +592,20 @@ class EgressProxy:
                                         location="destination", evidence=key)
         return ([f] if f else []), res.retry_after
 
+    async def _pin(self, conn: h11.Connection, stream: ByteStream, flow: Flow, state: ProxyState,
+                   findings: list[Finding]) -> bool | None:
+        """Resolve the flow's target once and pin the approved address (DNS only after every content
+        check passed). On refusal answer the client and return whether the connection may be kept;
+        None means pinned: go on."""
+        ip, addr, failure = await self._resolve(state, flow, flow.target.host, flow.target.port)
+        findings += addr
+        if failure:
+            return await self._fail(conn, stream, flow, state, "egress.dns_failure", failure, status=502)
+        if ip is None:
+            return await self._deny(conn, stream, flow, findings)
+        flow.pinned_ip = ip
+        return None
+
     async def _resolve(self, state: ProxyState, flow: Flow, host: str, port: int) -> tuple[str | None, list[Finding],
                                                                                         str | None]:
         """Resolve once, check every address, pin the first approved one. (ip, findings, failure)."""
@@ -663,13 +677,9 @@ class EgressProxy:
         if lim and strongest([f.action for f in lim]) is Action.BLOCK:
             return await self._deny(conn, stream, flow, findings, status=429, retry_after=retry)
         if tunnel is None:
-            ip, addr, failure = await self._resolve(state, flow, target.host, target.port)
-            findings += addr
-            if failure:
-                return await self._fail(conn, stream, flow, state, "egress.dns_failure", failure, status=502)
-            if ip is None:
-                return await self._deny(conn, stream, flow, findings)
-            flow.pinned_ip = ip
+            refused = await self._pin(conn, stream, flow, state, findings)
+            if refused is not None:
+                return refused
         flow.findings = findings
         action = flow.action()
         if not self._emit(flow.record(action)):
@@ -1015,13 +1025,9 @@ class EgressProxy:
             findings += lim
             if lim and strongest([f.action for f in lim]) is Action.BLOCK:
                 return await self._deny(conn, stream, flow, findings, status=429, retry_after=retry)
-            ip, addr, failure = await self._resolve(state, flow, flow.target.host, flow.target.port)
-            findings += addr
-            if failure:
-                return await self._fail(conn, stream, flow, state, "egress.dns_failure", failure, status=502)
-            if ip is None:
-                return await self._deny(conn, stream, flow, findings)
-            flow.pinned_ip = ip
+            refused = await self._pin(conn, stream, flow, state, findings)
+            if refused is not None:
+                return refused
             try:
                 status, rheaders, rbody = await self._fetch_once(flow, state)
             except UpstreamError as exc:
