@@ -13,7 +13,18 @@ import anyio
 import pytest
 import samples as S
 
-from conftest import MCP_SERVER, PY, VALLUM, Daemon, base_env, free_port, vallum, vallum_all, write_yaml
+from conftest import (
+    MCP_SERVER,
+    PY,
+    VALLUM,
+    Daemon,
+    base_env,
+    free_port,
+    vallum,
+    vallum_all,
+    wait_port,
+    write_yaml,
+)
 from mcp import Client, StdioServerParameters
 
 INIT = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
@@ -207,7 +218,6 @@ def http_chain(tmp_path_factory: pytest.TempPathFactory) -> Any:
     try:
         d1.wait_ready()
         d2.wait_ready()
-        from conftest import wait_port
 
         wait_port(up_port)
         yield {"upstream": f"http://127.0.0.1:{up_port}/mcp", "serve_up": f"http://127.0.0.1:{p1}/mcp",
