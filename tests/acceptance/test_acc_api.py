@@ -12,8 +12,7 @@ from typing import Any
 import httpx
 import pytest
 import samples as S
-
-from conftest import ApiServer, Daemon, free_port, vallum, vallum_all, write_yaml
+from acc_support import ApiServer, Daemon, free_port, vallum, vallum_all, write_yaml
 
 ENTITY_TYPES = ["user", "session", "conversation", "ip", "device", "api_key", "agent", "domain"]
 T0 = int(time.time() * 1000) - 3_600_000  # an hour ago, in epoch milliseconds

@@ -12,8 +12,7 @@ from typing import Any
 
 import pytest
 import samples as S
-
-from conftest import Upstream, start_proxy, vallum_all
+from acc_support import Upstream, start_proxy, vallum_all
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from conftest import vallum_all, write_yaml
+from acc_support import vallum_all, write_yaml
 
 FULL = {
     "mode": "balanced",

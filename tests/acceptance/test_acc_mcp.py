@@ -12,8 +12,7 @@ from typing import Any
 import anyio
 import pytest
 import samples as S
-
-from conftest import (
+from acc_support import (
     MCP_SERVER,
     PY,
     VALLUM,
@@ -25,6 +24,7 @@ from conftest import (
     wait_port,
     write_yaml,
 )
+
 from mcp import Client, StdioServerParameters
 
 INIT = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {

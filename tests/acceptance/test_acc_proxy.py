@@ -15,8 +15,7 @@ from typing import Any
 import httpx
 import pytest
 import samples as S
-
-from conftest import Daemon, Proxy, Upstream, free_port, write_yaml
+from acc_support import Daemon, Proxy, Upstream, free_port, write_yaml
 
 BLOCK_KEYS = {"action", "rule", "category", "message", "request_id"}
 

@@ -11,8 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 import samples as S
-
-from conftest import Daemon, Upstream, free_port, vallum, write_yaml
+from acc_support import Daemon, Upstream, free_port, vallum, write_yaml
 
 
 def _wait_health(base: str, d: Daemon, timeout: float = 60) -> None:

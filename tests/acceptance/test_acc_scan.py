@@ -8,8 +8,7 @@ from typing import Any
 
 import pytest
 import samples as S
-
-from conftest import base_env, jsonl, vallum, vallum_all, write_yaml
+from acc_support import base_env, jsonl, vallum, vallum_all, write_yaml
 
 CATEGORIES = {"credential", "pii", "injection", "tool_poisoning", "tool_drift", "tool_policy", "ssrf", "url",
               "entropy", "rate_limit", "behaviour", "protocol"}
