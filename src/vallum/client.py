@@ -95,6 +95,17 @@ class _Base:
             headers["Content-Encoding"] = "gzip"
         return body, headers
 
+    def _settle(self, batch: list[dict[str, Any]], resp: httpx.Response) -> bool:
+        """Account for one answer to a batch; True when no retry should follow."""
+        if resp.status_code == 202:
+            self._record(batch, resp)
+            return True
+        if not self._retryable(resp.status_code):
+            self.dropped += len(batch)
+            self.rejected.append({"event": None, "error": str(self._error(resp))})
+            return True
+        return False
+
     def _record(self, events: list[dict[str, Any]], resp: httpx.Response) -> None:
         data = resp.json()
         self.sent += int(data.get("accepted", 0))
@@ -219,12 +230,7 @@ class Client(_Base):
         for attempt in range(self.retries + 1):
             try:
                 resp = self._http.post(f"{self.url}/api/v1/events", content=body, headers=headers)
-                if resp.status_code == 202:
-                    self._record(batch, resp)
-                    return
-                if not self._retryable(resp.status_code):
-                    self.dropped += len(batch)
-                    self.rejected.append({"event": None, "error": str(self._error(resp))})
+                if self._settle(batch, resp):
                     return
             except httpx.HTTPError:
                 resp = None
@@ -346,12 +352,7 @@ class AsyncClient(_Base):
         for attempt in range(self.retries + 1):
             try:
                 resp = await self._http.post(f"{self.url}/api/v1/events", content=body, headers=headers)
-                if resp.status_code == 202:
-                    self._record(batch, resp)
-                    return
-                if not self._retryable(resp.status_code):
-                    self.dropped += len(batch)
-                    self.rejected.append({"event": None, "error": str(self._error(resp))})
+                if self._settle(batch, resp):
                     return
             except httpx.HTTPError:
                 resp = None
