@@ -20,7 +20,7 @@ import itertools
 import json
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -82,6 +82,22 @@ class Downstream:
             next(reversed(self.waiting.values())).put_nowait(data)
         elif len(self.backlog) < MAX_BACKLOG:
             self.backlog.append(data)
+
+
+def _is_response(obj: Any) -> bool:
+    return isinstance(obj, dict) and "method" not in obj
+
+
+async def _replies(queue: asyncio.Queue[Any], remaining: set[str]) -> AsyncIterator[tuple[bytes, Any]]:
+    """The messages routed to one POST, until every request in it is answered (`remaining` shrinks)."""
+    while remaining:
+        item = await queue.get()
+        if item is _END:
+            continue
+        obj = json.loads(item)
+        if _is_response(obj):
+            remaining.discard(id_key(obj.get("id")))
+        yield item, obj
 
 
 class StdioMux:
@@ -457,33 +473,20 @@ class McpHttpApp:
             return
         remaining = set(request_keys)
         wants_sse = "text/event-stream" in headers.get("accept", "")
-        if not wants_sse:
-            replies: list[Any] = []
-            while remaining:
-                item = await queue.get()
-                if item is _END:
-                    continue
-                obj = json.loads(item)
-                if isinstance(obj, dict) and "method" not in obj:
-                    remaining.discard(id_key(obj.get("id")))
-                    replies.append(obj)
-            payload = replies[0] if len(replies) == 1 and not isinstance(parsed, list) else replies
-            await _send_json(send, 200, payload, sid_header)
-            return
-        await send({"type": "http.response.start", "status": 200,
-                    "headers": [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache"),
-                                *sid_header]})
         try:
-            while remaining:
-                item = await queue.get()
-                if item is _END:
-                    continue
-                obj = json.loads(item)
-                if isinstance(obj, dict) and "method" not in obj:
-                    remaining.discard(id_key(obj.get("id")))
+            if not wants_sse:
+                replies = [obj async for _, obj in _replies(queue, remaining) if _is_response(obj)]
+                payload = replies[0] if len(replies) == 1 and not isinstance(parsed, list) else replies
+                await _send_json(send, 200, payload, sid_header)
+                return
+            await send({"type": "http.response.start", "status": 200,
+                        "headers": [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache"),
+                                    *sid_header]})
+            async for item, _ in _replies(queue, remaining):
                 await send({"type": "http.response.body", "body": b"event: message\ndata: " + item + b"\n\n",
                             "more_body": True})
         finally:
+            # in both modes, and when the client goes away mid-wait: nothing stays routed to this POST
             for k in request_keys:
                 ds.waiting.pop(k, None)
             for t, k in list(ds.tokens.items()):
