@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from vallum.detection.gates import GATES
 from vallum.detection.rules import Rule
 
 try:  # pragma: no cover - depends on the platform
@@ -57,10 +58,13 @@ def prefilter_pattern(pattern: str) -> str:
 def strip_lookarounds(pattern: str) -> str:
     """A superset of `pattern` without lookarounds, for Hyperscan's prefilter.
 
-    A lookahead ``(?=X)`` that ends the pattern (only closing parentheses after it) becomes
-    ``(?:X)``: the text it looks at is there, so requiring it keeps a superset. Any other
-    lookaround is dropped. Hyperscan's own prefilter mode drops lookaheads entirely, which turns
-    ``do not (?=tell the user)`` into plain ``do not``.
+    A lookahead ``(?=X)`` that ends its alternative, inside groups that each end theirs up to
+    the end of the pattern (``a(?=X)|b(?=Y)``, ``(?:a(?=X)|b)``), becomes ``(?:X)``: nothing is
+    consumed after it on that path, and the text it looks at is there, so requiring it keeps a
+    superset. Any other lookaround is dropped. Hyperscan's own prefilter mode drops lookaheads
+    entirely, which turns ``do not (?=tell the user)`` into plain ``do not`` — and injection rules
+    are written as anchor words plus a lookahead, so that is the difference between a prefilter
+    that never fires on prose and one that fires on every "not".
     """
     out: list[str] = []
     i, n = 0, len(pattern)
@@ -87,7 +91,7 @@ def strip_lookarounds(pattern: str) -> str:
             continue
         if pattern.startswith("(?=", i):
             end = _group_end(pattern, i)
-            if _TAIL_CLOSES.fullmatch(pattern, end):
+            if _ends_path(pattern, end):
                 out.append("(?:")  # nothing follows: consuming what it looks at is a superset
                 i += 3
             else:
@@ -101,7 +105,48 @@ def strip_lookarounds(pattern: str) -> str:
     return "".join(out)
 
 
-_TAIL_CLOSES = re.compile(r"\)*")
+def _ends_path(p: str, k: int) -> bool:
+    """Whether nothing can be consumed after index `k` on any path through the pattern: from `k`
+    on there are only ends of alternatives (``|`` skips to the end of the group) and group
+    closings without quantifiers, up to the end of the pattern."""
+    n = len(p)
+    while k < n:
+        c = p[k]
+        if c == "|":
+            k = _group_close(p, k)
+        elif c == ")":
+            k += 1
+            if k < n and p[k] in "?*+{":
+                return False
+        else:
+            return False
+    return True
+
+
+def _group_close(p: str, j: int) -> int:
+    """Index of the ``)`` closing the group that contains index `j` (or len(p) at top level)."""
+    depth, in_class, n = 0, False, len(p)
+    while j < n:
+        c = p[j]
+        if c == "\\":
+            j += 2
+            continue
+        if in_class:
+            in_class = c != "]"
+        elif c == "[":
+            in_class = True
+            if p[j + 1:j + 2] == "^":
+                j += 1
+            if p[j + 1:j + 2] == "]":
+                j += 1
+        elif c == "(":
+            depth += 1
+        elif c == ")":
+            if depth == 0:
+                return j
+            depth -= 1
+        j += 1
+    return n
 
 
 def _group_end(p: str, j: int) -> int:
@@ -229,6 +274,9 @@ class _HyperscanSelector:
         for i, r in enumerate(rules):
             if r.keywords:
                 continue
+            if r.gate:  # its gate decides (a prefilter of such a rule fires on ordinary text)
+                self.always.append(i)
+                continue
             f = _hs_flags(r, base)
             entries.append((prefilter_pattern(r.pattern).encode("utf-8"), i, f))
         self.pat_db = _compile(entries)
@@ -243,28 +291,53 @@ class _HyperscanSelector:
         # 3. the same prefilter for rules with keywords: common keywords ("not", "key", "when")
         # select rules whose `re` pass costs milliseconds on 10 KB; a pattern that cannot occur
         # anywhere in the buffer skips that pass. Still a superset of what `re` finds.
-        # One small database per rule, cached on disk by content: a prefilter for a long
-        # injection pattern can take seconds to compile, and per-rule databases are reused by
-        # every rule set (configs that disable rules, user rule files) instead of recompiled.
-        # Built in the background: until a rule's prefilter is ready the rule is gated by its
-        # keywords alone, which selects a superset, so results never depend on the timing (only
-        # speed does) and a cold cache never stalls start-up. VALLUM_HS_PREFILTER_SYNC=1 builds
-        # them before returning (benchmarks that want the steady state from the first scan).
+        # Built-in rules share one database per target (the "bank", built once per process and
+        # cached on disk), so every rule set — configs that disable rules included — reuses it
+        # and one Hyperscan pass answers for all of them; other rules (user rule files) get one
+        # small database each, cached on disk by content. Both are built in the background: until
+        # a prefilter is ready its rule is gated by its keywords alone, which selects a superset,
+        # so results never depend on the timing (only speed does) and a cold cache never stalls
+        # start-up. VALLUM_HS_PREFILTER_SYNC=1 builds them before returning (benchmarks that want
+        # the steady state from the first scan).
         self.kwpat: dict[int, tuple[Any, Any]] = {}
+        #: (bank, {rule index: id in the bank}, scratch once the bank is ready)
+        self.banks: list[list[Any]] = []
         self._lock = threading.Lock()  # Hyperscan scratch space is not safe to share between threads
-        if os.environ.get("VALLUM_HS_PREFILTER_SYNC", "") not in ("", "0"):
-            self._build_rule_prefilters(base)
-        else:
-            threading.Thread(target=self._build_rule_prefilters, args=(base,), daemon=True,
-                             name="vallum-hs-prefilters").start()
+        sync = os.environ.get("VALLUM_HS_PREFILTER_SYNC", "") not in ("", "0")
+        banked = self._attach_bank(base, sync)
+        others = [i for i, r in enumerate(rules) if r.keywords and i not in banked]
+        if others:
+            if sync:
+                self._build_rule_prefilters(base, others)
+            else:
+                threading.Thread(target=self._build_rule_prefilters, args=(base, others), daemon=True,
+                                 name="vallum-hs-prefilters").start()
         self.kw_scratch = _hs.Scratch(self.kw_db) if self.kw_db is not None else None
         self.pat_scratch = _hs.Scratch(self.pat_db) if self.pat_db is not None else None
         self.any_keywords = bool(kw_index)
 
-    def _build_rule_prefilters(self, base: int) -> None:
-        assert _hs is not None
+    def _attach_bank(self, base: int, sync: bool) -> set[int]:
+        """Map this rule set's keyword rules onto the built-in banks; returns the indices of the
+        rules a bank covers (it may still be compiling)."""
+        covered: set[int] = set()
+        by_group: dict[tuple[str, str], dict[int, int]] = {}
         for i, r in enumerate(self.rules):
-            if not r.keywords:
+            if not r.keywords or r.gate:
+                continue
+            bank = _PrefilterBank.get(_bank_group(r), base, sync)
+            pid = bank.ids.get(_prefilter_key(r))
+            if pid is not None:
+                by_group.setdefault(_bank_group(r), {})[i] = pid
+                covered.add(i)
+        for group, ids in by_group.items():
+            self.banks.append([_PrefilterBank.get(group, base, sync), ids, None])
+        return covered
+
+    def _build_rule_prefilters(self, base: int, indices: list[int]) -> None:
+        assert _hs is not None
+        for i in indices:
+            r = self.rules[i]
+            if r.gate:
                 continue
             try:
                 db = _compile_cached([(prefilter_pattern(strip_lookarounds(r.pattern)).encode("utf-8"), 0,
@@ -289,9 +362,28 @@ class _HyperscanSelector:
 
             self.kw_db.scan(lowered.encode("utf-8", "surrogatepass"), match_event_handler=on_kw,
                             scratch=self.kw_scratch)
+            data = text.encode("utf-8", "surrogatepass") if text else b""
+            present: set[int] = set()
+
+            def on_bank(pid: int, start: int, end: int, flags: int, ctx: object) -> None:
+                present.add(pid)
+
+            for entry in self.banks if data else ():
+                bank, ids, scratch = entry
+                ready = bank.ready
+                if ready is None:
+                    continue
+                bank_db, in_db = ready
+                asked = [rid for rid in kw_hits if ids.get(rid, -1) in in_db]
+                if not asked:
+                    continue
+                if scratch is None:
+                    scratch = entry[2] = _hs.Scratch(bank_db)
+                present.clear()
+                bank_db.scan(data, match_event_handler=on_bank, scratch=scratch)
+                kw_hits.difference_update(rid for rid in asked if ids[rid] not in present)
             gated = [rid for rid in kw_hits if rid in self.kwpat]
-            if gated and text:
-                data = text.encode("utf-8", "surrogatepass")
+            if gated and data:
                 found: list[int] = []
 
                 def on_kwpat(pid: int, start: int, end: int, flags: int, ctx: object) -> None:
@@ -314,6 +406,74 @@ class _HyperscanSelector:
         return sorted(hits)
 
 
+def _prefilter_key(rule: Rule) -> tuple[str, str]:
+    return (rule.pattern, rule.flags)
+
+
+def _bank_group(rule: Rule) -> tuple[str, str]:
+    """Which bank holds a rule's prefilter: by target, and tool-definition-only rules apart (an
+    inbound scan never asks about them, so it should not pay for scanning them)."""
+    return (rule.target, "tooldef" if rule.directions == ("tooldef",) else "main")
+
+
+class _PrefilterBank:
+    """One Hyperscan database holding the prefilters of every built-in keyword rule of a target.
+
+    Shared by all selectors of that target whatever rules their config disables (a disabled
+    rule's prefilter hit is simply never asked about). Compiled once per process — in a background
+    thread unless `sync` — and cached on disk by content. `ready` is None until it is built, then
+    (database, ids it holds): prefilters Hyperscan refuses are left out, and their rules stay
+    gated by their keywords alone.
+    """
+
+    _banks: dict[tuple[str, str], _PrefilterBank] = {}
+    _banks_lock = threading.Lock()
+
+    def __init__(self, rules: list[Rule], base: int) -> None:
+        self.ids: dict[tuple[str, str], int] = {}
+        self.entries: list[tuple[bytes, int, int]] = []
+        for r in rules:
+            key = _prefilter_key(r)
+            if not r.keywords or r.gate or key in self.ids:
+                continue
+            self.ids[key] = len(self.entries)
+            self.entries.append((prefilter_pattern(strip_lookarounds(r.pattern)).encode("utf-8"),
+                                 len(self.entries), _hs_flags(r, base)))
+        self.ready: tuple[Any, frozenset[int]] | None = None
+
+    @classmethod
+    def get(cls, group: tuple[str, str], base: int, sync: bool) -> _PrefilterBank:
+        from vallum.detection.rules import builtin_rules
+
+        with cls._banks_lock:
+            bank = cls._banks.get(group)
+            if bank is None:
+                bank = cls._banks[group] = cls([r for r in builtin_rules() if _bank_group(r) == group], base)
+                if sync:
+                    bank.build()
+                else:
+                    threading.Thread(target=bank.build, daemon=True, name=f"vallum-hs-bank-{'-'.join(group)}").start()
+        return bank
+
+    @classmethod
+    def ensure_all_built(cls) -> None:
+        """Build every bank made so far now (tests, benchmarks): idempotent, uses the disk cache."""
+        for bank in list(cls._banks.values()):
+            if bank.ready is None:
+                bank.build()
+
+    def build(self) -> None:
+        entries = self.entries
+        db = _compile_cached(entries)
+        if db is None and entries:
+            # one prefilter Hyperscan refuses (too large, unsupported construct) sinks the whole
+            # database: find the ones that compile alone and bank only those
+            entries = [e for e in entries if _compile_cached([(e[0], 0, e[2])]) is not None]
+            db = _compile_cached(entries)
+        if db is not None:
+            self.ready = (db, frozenset(e[1] for e in entries))
+
+
 #: compiled selectors by (pattern, flags, keywords) of their rules: compiling is the slow part
 _SELECTORS: dict[tuple[tuple[str, str, tuple[str, ...]], ...], _HyperscanSelector] = {}
 
@@ -330,6 +490,7 @@ class RuleMatcher:
             raise RuntimeError("hyperscan is not importable")
         self.engine = "hyperscan" if (engine != "re" and _hs is not None and self.rules) else "re"
         self._selector: _HyperscanSelector | None = None
+        self._gated = any(r.gate for r in self.rules)
         if self.engine == "hyperscan":
             key = tuple((r.pattern, r.flags, r.keywords) for r in self.rules)
             sel = _SELECTORS.get(key)
@@ -344,12 +505,12 @@ class RuleMatcher:
         needs_lower = self._selector.any_keywords if self._selector is not None else True
         lowered = text.lower() if needs_lower else None
         if self._selector is not None:
-            return [self.rules[i] for i in self._selector.select(text, lowered)]
-        out = []
-        for r in self.rules:
-            if r.keywords and not any(k in lowered for k in r.keywords):  # type: ignore[operator]
-                continue
-            out.append(r)
+            out = [self.rules[i] for i in self._selector.select(text, lowered)]
+        else:
+            out = [r for r in self.rules
+                   if not r.keywords or any(k in lowered for k in r.keywords)]  # type: ignore[operator]
+        if self._gated:
+            out = [r for r in out if not r.gate or GATES[r.gate](text, self.engine)]
         return out
 
     def finditer(self, text: str) -> Iterator[RuleMatch]:

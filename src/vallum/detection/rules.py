@@ -14,6 +14,9 @@ A rule file is ``{"version": 1, "rules": [...]}``; each rule::
     secret_group: 1                    # optional group (number or name) holding the secret; default 0
     keywords: [ghp_]                   # optional: the rule runs only if one occurs (case-insensitively)
     validator: github_checksum         # optional name in vallum.detection.validators.VALIDATORS
+    gate: bip39_run                    # optional name in vallum.detection.gates.GATES: a cheap
+                                       # test of the whole buffer that is true whenever the rule
+                                       # could find something; when false the rule does not run
     min_entropy: 3.0                   # optional: the secret's Shannon entropy (bits/char) must reach it
     directions: [outbound, inbound]    # optional (default [outbound, inbound]); `tooldef` = MCP tool
                                        # definitions only (inspect_text(direction="tooldef") runs
@@ -46,7 +49,7 @@ ALL_DIRECTIONS = ("outbound", "inbound", "tooldef")
 DIRECTIONS = ("outbound", "inbound")
 _ALLOWED_KEYS = {
     "id", "description", "category", "severity", "action", "strict_action", "target", "pattern",
-    "flags", "secret_group", "keywords", "validator", "min_entropy", "directions", "message",
+    "flags", "secret_group", "keywords", "validator", "gate", "min_entropy", "directions", "message",
     "samples", "tags",
 }
 
@@ -69,6 +72,7 @@ class Rule:
     secret_group: int | str = 0
     keywords: tuple[str, ...] = ()
     validator: str | None = None
+    gate: str | None = None
     min_entropy: float | None = None
     directions: tuple[str, ...] = DIRECTIONS
     message: str = ""
@@ -128,6 +132,12 @@ def rule_from_dict(d: dict[str, Any], source: str = "<memory>") -> Rule:
         compiled = re.compile(d["pattern"], bits)
     except re.error as exc:
         raise _fail(source, rid, f"invalid pattern: {exc}") from None
+    gate = d.get("gate")
+    if gate is not None:
+        from vallum.detection.gates import GATES
+
+        if gate not in GATES:
+            raise _fail(source, rid, f"unknown gate {gate!r}; known: {', '.join(sorted(GATES))}")
     group = d.get("secret_group", 0)
     if isinstance(group, int) and group > compiled.groups:
         raise _fail(source, rid, f"secret_group {group} but the pattern has {compiled.groups} groups")
@@ -146,6 +156,7 @@ def rule_from_dict(d: dict[str, Any], source: str = "<memory>") -> Rule:
         secret_group=group,
         keywords=tuple(k.lower() for k in d.get("keywords", []) or []),
         validator=d.get("validator"),
+        gate=d.get("gate"),
         min_entropy=d.get("min_entropy"),
         directions=directions,
         message=str(d.get("message") or d["description"]),
