@@ -11,6 +11,7 @@ MCP tool definition (inbound rules plus tool-poisoning rules); ``None`` runs all
 
 from __future__ import annotations
 
+import functools
 import importlib
 import json
 import re
@@ -203,16 +204,16 @@ class Inspector:
 
     def entropy_findings(self, text: str, location: str, chain: tuple[str, ...],
                          already: list[Finding]) -> list[Finding]:
-        hook = _entropy_hook()
-        if hook is None or not self.config.detection.entropy.enabled:
+        if not self.config.detection.entropy.enabled:
             return []
-        return hook(self, text, location, chain, already)
+        hook = _entropy_hook()
+        return hook(self, text, location, chain, already) if hook is not None else []
 
     def semantic_findings(self, text: str, location: str, chain: tuple[str, ...]) -> list[Finding]:
-        hook = _semantic_hook()
-        if hook is None or not self.config.detection.semantic.enabled:
+        if not self.config.detection.semantic.enabled:
             return []
-        return hook(self, text, location, chain)
+        hook = _semantic_hook()
+        return hook(self, text, location, chain) if hook is not None else []
 
     def inspect_fields(self, fields: list[tuple[str, str]], *, direction: str | None = "outbound",
                        join_label: str = "joined") -> list[Finding]:
@@ -293,6 +294,7 @@ def _plugin(kind: str) -> Callable[[Inspector, Any], list[Finding]]:
     return _plugins[kind]
 
 
+@functools.cache
 def _semantic_hook() -> Callable[..., list[Finding]] | None:
     try:
         from vallum.detection.semantic import semantic_findings
@@ -301,6 +303,7 @@ def _semantic_hook() -> Callable[..., list[Finding]] | None:
     return semantic_findings
 
 
+@functools.cache
 def _entropy_hook() -> Callable[..., list[Finding]] | None:
     try:
         from vallum.detection.entropy import entropy_findings
