@@ -191,3 +191,22 @@ def test_seed_phrase_gate_on_prose_and_phrases():
     eleven = " ".join(_seed(rng).split()[:11])
     assert not bip39_run(eleven, "hyperscan") and not bip39_run(eleven + " zebraq", "re")
     assert not bip39_run(eleven + " Zoo", "hyperscan")  # mixed case is not a seed-phrase word run
+
+
+@settings(max_examples=500)
+@given(st.text(alphabet="abcdefghijklmnopqrstuvwxyz", max_size=10),
+       st.lists(st.text(alphabet="abcdefgh", min_size=1, max_size=9), max_size=8))
+def test_complement_words_is_exactly_the_complement(word, excluded):
+    from vallum.detection.gates import complement_words
+
+    excluded = [w for w in excluded if len(w) <= 8]
+    rx = re.compile(complement_words(excluded))
+    assert bool(rx.fullmatch(word)) == (3 <= len(word) <= 8 and word not in excluded), (word, excluded)
+
+
+def test_run_breaking_words_are_not_bip39_words():
+    from vallum.detection.gates import not_bip_common_words
+
+    words = not_bip_common_words()
+    assert "the" in words and "with" in words and len(words) >= 40
+    assert not set(words) & set(WORDS)

@@ -48,9 +48,26 @@ def gate(name: str) -> Callable[[Gate], Gate]:
 # Shapes: the text's bytes mapped so that the letters of one case stay (as lower case), every
 # separator character becomes a space and everything else (the other case, other punctuation,
 # non-ASCII bytes) becomes '#'. The 12 words of a seed phrase are then 12 consecutive tokens of
-# the shape; Hyperscan finds the runs of 12 tokens of 3–8 letters with one DFA pass (cheap: no
-# wordlist in the automaton), and only those runs are looked up in the wordlist.
+# the shape. Two Hyperscan passes narrow the search before any word is looked up:
+#
+# 1. a DFA for "12 tokens of 3–8 letters in a row" (single match; about a microsecond per KB):
+#    most code, JSON and logs stop here;
+# 2. the same run where no token is one of the commonest English words that BIP-39 lacks
+#    ("the", "and", "with", …; `_NOT_BIP`): ordinary prose almost never has twelve words in a
+#    row without one of them, so this reports few runs, and only those are looked up in the
+#    wordlist. (A wordlist of 2,048 words does not fit in a Hyperscan pattern, twelve times
+#    over; the complement of fifty words does.)
 _SEPARATORS = b" \t,\"'\r\n0123456789.):"
+#: very common English words of 3–8 letters; those not in the BIP-39 list break a run
+_COMMON_TEXT = (
+    "the and that with this from have they not was are for but his her she were been their there "
+    "would will what when your can has had which them than then these some its our who into only "
+    "other could also more over such very just most after well any how even because use many see "
+    "where way each those being here both much down should still own through while last might "
+    "back years before same another know come since against great old right take three under "
+    "never between about make like time"
+)
+_COMMON_WORDS = _COMMON_TEXT.split()
 
 
 def _shape_table(upper: bool) -> bytes:
@@ -62,14 +79,49 @@ def _shape_table(upper: bool) -> bytes:
     return bytes(out)
 
 
+def complement_words(excluded: list[str], lo: int = 3, hi: int = 8) -> str:
+    """A regex matching exactly the words of `lo`–`hi` letters a–z that are not in `excluded`
+    (built from the trie of `excluded`; Hyperscan has no negative lookahead)."""
+    trie: dict[str, dict] = {}
+    for w in excluded:
+        node = trie
+        for c in w:
+            node = node.setdefault(c, {})
+        node["$"] = {}
+
+    def suffixes(node: dict[str, dict], depth: int) -> str | None:
+        """The regex of the allowed rest after this prefix; None when nothing is allowed."""
+        kids = sorted(k for k in node if k != "$")
+        alts = []
+        others = "".join(c for c in "abcdefghijklmnopqrstuvwxyz" if c not in kids)
+        rest_lo, rest_hi = max(0, lo - depth - 1), hi - depth - 1
+        if others and rest_hi >= 0:
+            cls = "[a-z]" if len(others) == 26 else f"[{others}]"
+            alts.append(cls + (f"[a-z]{{{rest_lo},{rest_hi}}}" if rest_hi > 0 else ""))
+        if depth + 1 <= hi:
+            for k in kids:
+                rest = suffixes(node[k], depth + 1)
+                if rest is not None:
+                    alts.append(k + rest)
+        may_end = depth >= lo and "$" not in node  # an excluded word may not end here
+        if not alts:
+            return "" if may_end else None
+        body = "(?:" + "|".join(alts) + ")"
+        return body + "?" if may_end else body
+
+    regex = suffixes(trie, 0)
+    if not regex:
+        raise ValueError("the excluded words leave no word to match")
+    return regex
+
+
 _LOWER_SHAPE = _shape_table(upper=False)
 _UPPER_SHAPE = _shape_table(upper=True)
 _WORDS_ONLY = bytes(c if ord("a") <= c <= ord("z") else 0x20 for c in range(256))  # '#' -> space
 _RUN12 = b"\x01" * 12
 _RUN_PATTERN = rb"[^a-z][a-z]{3,8}(?: +[a-z]{3,8}){11}[^a-z]"
 _bip_words: frozenset[bytes] | None = None
-_hs_db: object = None
-_hs_scratch: object = None
+_hs_dbs: tuple[object, object, object, object] | None = None
 _hs_lock = threading.Lock()
 
 
@@ -80,24 +132,43 @@ def _bip() -> frozenset[bytes]:
     return _bip_words
 
 
+def not_bip_common_words() -> list[str]:
+    """The common words that break a run: 3–8 letters and not BIP-39 words."""
+    bip = _bip()
+    return sorted({w for w in _COMMON_WORDS if 3 <= len(w) <= 8 and w.encode() not in bip})
+
+
 def _has_bip_run(words: list[bytes]) -> bool:
     return len(words) >= 12 and _RUN12 in bytes(map(_bip().__contains__, words))
 
 
-def _run_ends(shape: bytes) -> list[int]:
-    """End offsets (in `shape`) of every run of 12 tokens of 3–8 letters, each followed by its
-    boundary byte."""
-    global _hs_db, _hs_scratch
+def _databases() -> tuple[object, object, object, object]:
+    global _hs_dbs
     assert _hs is not None
+    if _hs_dbs is None:
+        runs = _hs.Database(mode=_hs.HS_MODE_BLOCK)
+        runs.compile(expressions=[_RUN_PATTERN], ids=[0], flags=[_hs.HS_FLAG_SINGLEMATCH])
+        word = "(?:" + complement_words(not_bip_common_words()) + ")"
+        rare = _hs.Database(mode=_hs.HS_MODE_BLOCK)
+        rare.compile(expressions=[f"[^a-z]{word}(?: +{word}){{11}}[^a-z]".encode()], ids=[0], flags=[0])
+        _hs_dbs = (runs, _hs.Scratch(runs), rare, _hs.Scratch(rare))
+    return _hs_dbs
+
+
+def _run_ends(shape: bytes) -> list[int]:
+    """End offsets (in `shape`) of the runs of 12 tokens of 3–8 letters, none a common non-BIP-39
+    word, each end just after the run's boundary byte; [] at once where no run of 12 short
+    tokens exists at all."""
     ends: list[int] = []
     with _hs_lock:
-        if _hs_db is None:
-            db = _hs.Database(mode=_hs.HS_MODE_BLOCK)
-            db.compile(expressions=[_RUN_PATTERN], ids=[0], flags=[0])
-            _hs_scratch = _hs.Scratch(db)
-            _hs_db = db
-        _hs_db.scan(shape, match_event_handler=lambda i, s, e, f, c: ends.append(e),  # type: ignore[attr-defined]
-                    scratch=_hs_scratch)
+        runs, runs_scratch, rare, rare_scratch = _databases()
+        runs.scan(shape, match_event_handler=lambda i, s, e, f, c: ends.append(e),  # type: ignore[attr-defined]
+                  scratch=runs_scratch)
+        if not ends:
+            return ends
+        ends.clear()
+        rare.scan(shape, match_event_handler=lambda i, s, e, f, c: ends.append(e),  # type: ignore[attr-defined]
+                  scratch=rare_scratch)
     return ends
 
 
@@ -109,12 +180,14 @@ def bip39_run(text: str, engine: str) -> bool:
         return False
     for table in (_LOWER_SHAPE, _UPPER_SHAPE):
         shape = b" " + data.translate(table) + b" "
-        words = shape.translate(_WORDS_ONLY)
         if engine != "hyperscan" or _hs is None:
-            if _has_bip_run(words.split()):
+            if _has_bip_run(shape.translate(_WORDS_ONLY).split()):
                 return True
             continue
         ends = _run_ends(shape)
+        if not ends:
+            continue
+        words = shape.translate(_WORDS_ONLY)
         i, n = 0, len(ends)
         while i < n:
             # a cluster of run ends close together: one stretch of words, looked up once
