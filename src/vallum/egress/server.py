@@ -1,4 +1,4 @@
-"""`EgressProxy`: the asyncio + h11 edge of the egress proxy.
+"""`EgressProxy`: the asyncio edge of the egress proxy (HTTP/1.1 framing in `http1`, on llhttp).
 
 One listener serves absolute-form HTTP requests (forward proxy), `CONNECT` tunnels (spliced, or
 intercepted with the local CA) and `GET /fetch?url=…`. The order of checks for a request is fixed:
@@ -27,17 +27,14 @@ import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from http import HTTPStatus
 from pathlib import Path
 from urllib.parse import parse_qs, urljoin, urlsplit
-
-import h11
 
 from vallum.config import Config, ConfigError, load_config
 from vallum.decisions import DecisionRecord, DecisionSink, NullSink, Principal
 from vallum.detection.model import Action, Finding, strongest
 from vallum.detection.pipeline import Inspector, dedupe, get_inspector
-from vallum.egress import policy
+from vallum.egress import http1, policy
 from vallum.egress.flow import Flow, Target, TargetError, parse_absolute_url, parse_authority
 from vallum.egress.limits import InMemoryRateLimiter, RateLimiter
 from vallum.egress.reload import weakenings
@@ -90,11 +87,8 @@ def default_principal(client_ip: str, headers: list[tuple[bytes, bytes]]) -> Pri
     return Principal(ip=client_ip, source="listener")
 
 
-def _reason(status: int) -> bytes:
-    try:
-        return HTTPStatus(status).phrase.encode()
-    except ValueError:
-        return b""
+def _malformed(exc: http1.ProtocolError) -> str:
+    return f"malformed request: {exc}" if exc.status == 400 else str(exc)
 
 
 class _ClientGone(Exception):
@@ -310,71 +304,61 @@ class EgressProxy:
             self._streams.discard(stream)
             self._conns.discard(task)
 
-    async def _read_head(self, conn: h11.Connection, stream: ByteStream, state: ProxyState) -> h11.Event:
+    async def _read_head(self, conn: http1.ServerConnection, stream: ByteStream,
+                         state: ProxyState) -> http1.Event | object:
         """The next request head: `idle_timeout` for its first byte, then `header_timeout` for all of it."""
+        ev = conn.next_event()
+        if ev is not http1.NEED_DATA:
+            return ev  # already received (pipelined, or in the same read as the previous request)
         pc = state.config.proxy
         loop = asyncio.get_running_loop()
-        started = bool(conn.trailing_data[0])
+        started = conn.has_partial_request
         deadline = loop.time() + (pc.header_timeout if started else pc.idle_timeout)
         while True:
             ev = conn.next_event()
-            if ev is not h11.NEED_DATA:
-                return ev  # type: ignore[return-value]
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                raise TimeoutError
-            async with asyncio.timeout(remaining):
-                data = await stream.read(READ_SIZE)
+            if ev is not http1.NEED_DATA:
+                return ev
+            data = await stream.read(READ_SIZE, deadline - loop.time())
             if data and not started:
                 started = True
                 deadline = loop.time() + pc.header_timeout
             conn.receive_data(data)
 
     async def _serve_http(self, stream: ByteStream, client_ip: str, tunnel: Tunnel | None) -> None:
-        state = self.state
-        conn = h11.Connection(h11.SERVER, max_incomplete_event_size=state.config.proxy.max_header_bytes)
+        pc = self.state.config.proxy
+        conn = http1.ServerConnection(max_head_bytes=pc.max_header_bytes, max_headers=pc.max_headers)
         while True:
             state = self.state
             try:
                 ev = await self._read_head(conn, stream, state)
             except TimeoutError:
-                if conn.trailing_data[0]:
+                if conn.has_partial_request:
                     await self._send_simple(conn, stream, 408, "request head not received in time")
                 return
-            except h11.RemoteProtocolError as exc:
-                status = 431 if exc.error_status_hint == 431 else 400
-                await self._send_simple(conn, stream, status, f"malformed request: {exc}")
+            except http1.ProtocolError as exc:
+                await self._send_simple(conn, stream, exc.status, _malformed(exc))
                 return
-            if isinstance(ev, h11.ConnectionClosed) or not isinstance(ev, h11.Request):
+            if not isinstance(ev, http1.Request):
                 return
             state = self.state  # the configuration in force when this request arrived
             self.stats["requests"] += 1
-            if ev.http_version not in (b"1.0", b"1.1"):
-                await self._send_simple(conn, stream, 400, "unsupported HTTP version")
-                return
-            if len(ev.headers) > state.config.proxy.max_headers:
-                await self._send_simple(conn, stream, 431, "too many header fields")
-                return
             try:
                 keep = await self._dispatch(conn, stream, ev, state, client_ip, tunnel)
-            except h11.RemoteProtocolError as exc:  # a malformed body (bad chunking, bad length)
-                await self._send_simple(conn, stream, 400, f"malformed request: {exc}")
+            except http1.ProtocolError as exc:  # a malformed body (bad chunking, bad length)
+                await self._send_simple(conn, stream, exc.status, _malformed(exc))
                 return
-            if not keep or conn.our_state is not h11.DONE or conn.their_state is not h11.DONE:
+            if not keep or not conn.keep_alive or not conn.request_done or not conn.response_done:
                 return
-            try:
-                conn.start_next_cycle()
-            except h11.LocalProtocolError:
-                return
+            conn.start_next_cycle()
 
-    async def _dispatch(self, conn: h11.Connection, stream: ByteStream, req: h11.Request, state: ProxyState,
-                        client_ip: str, tunnel: Tunnel | None) -> bool:
-        raw_headers = list(req.headers.raw_items())
+    async def _dispatch(self, conn: http1.ServerConnection, stream: ByteStream, req: http1.Request,
+                        state: ProxyState, client_ip: str, tunnel: Tunnel | None) -> bool:
+        raw_headers = req.headers
         if tunnel is not None and tunnel.principal is not None:
             principal = tunnel.principal
         else:
             principal = self.principal_resolver(client_ip, raw_headers)
-        method = req.method.decode("ascii", "replace").upper()
+        method = req.method.decode("ascii", "replace")  # llhttp knows methods in upper case only
         target = req.target.decode("latin-1")
         posture = self._posture(principal)
         if posture is not None and posture[0] == "block":
@@ -422,8 +406,8 @@ class EgressProxy:
             log.exception("principal gate failed; failing closed")
             return ("block", "the principal's risk posture could not be determined (fail closed)", 403)
 
-    async def _deny_principal(self, conn: h11.Connection, stream: ByteStream, principal: Principal, client_ip: str,
-                              method: str, target: str, raw_headers: list[tuple[bytes, bytes]],
+    async def _deny_principal(self, conn: http1.ServerConnection, stream: ByteStream, principal: Principal,
+                              client_ip: str, method: str, target: str, raw_headers: list[tuple[bytes, bytes]],
                               tunnel: Tunnel | None, posture: tuple[str, str, int]) -> bool:
         """The principal itself is blocked (behaviour layer) or unauthenticated: 403/407, recorded."""
         transport = ("egress.connect" if method == "CONNECT" or tunnel is not None
@@ -471,34 +455,26 @@ class EgressProxy:
         return self._tighten(flow, findings)
 
     # ------------------------------------------------------------------ responses to the client
-    async def _write(self, conn: h11.Connection, stream: ByteStream, *events: h11.Event) -> None:
-        out = b"".join(conn.send(e) or b"" for e in events)
-        stream.write(out)
+    @staticmethod
+    async def _send(stream: ByteStream, data: bytes) -> None:
+        stream.write(data)
         await stream.drain()
 
-    async def _send_simple(self, conn: h11.Connection, stream: ByteStream, status: int, message: str) -> None:
-        """An error that is not a policy decision (malformed request, timeouts): JSON {"error"}."""
+    async def _send_simple(self, conn: http1.ServerConnection, stream: ByteStream, status: int, message: str) -> None:
+        """An error that is not a policy decision (malformed request, timeouts): JSON {"error"}.
+        Nothing is sent when an answer is already under way (the connection just closes)."""
+        if conn.response_started:
+            return
         body = json.dumps({"error": message}).encode()
-        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                   (b"connection", b"close")]
-        try:
-            await self._write(conn, stream, h11.Response(status_code=status, headers=headers, reason=_reason(status)),
-                              h11.Data(data=body), h11.EndOfMessage())
-        except h11.LocalProtocolError:
-            # h11 refuses when the peer broke the protocol mid-message; answer in raw bytes.
-            with contextlib.suppress(Exception):
-                reason = {400: b"Bad Request", 408: b"Request Timeout", 431: b"Request Header Fields Too Large"}
-                stream.write(b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\n"
-                             b"connection: close\r\n\r\n" % (status, reason.get(status, b"Error"), len(body)) + body)
-                await stream.drain()
-        except (ConnectionError, OSError):
-            pass
+        headers = [(b"content-type", b"application/json"), (b"connection", b"close")]
+        with contextlib.suppress(ConnectionError, OSError):
+            await self._send(stream, conn.full_response(status, headers, body))
 
-    async def _send_block(self, conn: h11.Connection, stream: ByteStream, flow: Flow, status: int,
+    async def _send_block(self, conn: http1.ServerConnection, stream: ByteStream, flow: Flow, status: int,
                           finding: Finding | None, *, rule: str = "vallum.blocked", category: str = "protocol",
                           message: str = "blocked", close: bool = False, retry_after: float | None = None) -> None:
         body = policy.block_body(flow.id, finding, rule=rule, category=category, message=message)
-        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+        headers = [(b"content-type", b"application/json"),
                    (b"x-vallum-action", b"block"), (b"x-vallum-request-id", flow.id.encode())]
         if retry_after is not None:
             headers.append((b"retry-after", str(max(1, int(retry_after + 0.999))).encode()))
@@ -508,11 +484,9 @@ class EgressProxy:
             headers.append((b"connection", b"close"))
         flow.status = status
         self.stats["blocked"] += 1
-        try:
-            await self._write(conn, stream, h11.Response(status_code=status, headers=headers, reason=_reason(status)),
-                              h11.Data(data=body), h11.EndOfMessage())
-        except h11.LocalProtocolError:
-            raise _ClientGone from None
+        if conn.response_started:  # too late for a clean answer: the connection is dropped
+            raise _ClientGone
+        await self._send(stream, conn.full_response(status, headers, body))
 
     def _emit(self, record: DecisionRecord) -> bool:
         try:
@@ -521,7 +495,7 @@ class EgressProxy:
             log.exception("decision sink failed; failing closed")
             return False
 
-    async def _deny(self, conn: h11.Connection, stream: ByteStream, flow: Flow, findings: list[Finding], *,
+    async def _deny(self, conn: http1.ServerConnection, stream: ByteStream, flow: Flow, findings: list[Finding], *,
                     status: int = 403, direction: str = "request", reason: str | None = None,
                     close: bool = False, retry_after: float | None = None) -> bool:
         """Record a block and answer it. Returns whether the client connection may be kept."""
@@ -531,7 +505,7 @@ class EgressProxy:
                                retry_after=retry_after)
         return not close
 
-    async def _fail(self, conn: h11.Connection, stream: ByteStream, flow: Flow, state: ProxyState, rule: str,
+    async def _fail(self, conn: http1.ServerConnection, stream: ByteStream, flow: Flow, state: ProxyState, rule: str,
                     message: str, *, status: int, direction: str = "request", close: bool = False) -> bool:
         """A failure that is not a detector finding (upstream down, DNS failed): recorded, fail closed."""
         f = policy.protocol_finding(state.inspector, rule, message)
@@ -541,35 +515,34 @@ class EgressProxy:
                                 close=close)
 
     # ------------------------------------------------------------------ request bodies
-    async def _read_body(self, conn: h11.Connection, stream: ByteStream, req: h11.Request,
+    async def _read_body(self, conn: http1.ServerConnection, stream: ByteStream, req: http1.Request,
                          state: ProxyState) -> bytes | None:
         """The whole request body, or None when it exceeds `egress.max_body_bytes`."""
         limit = state.config.egress.max_body_bytes
-        cl = _header(req.headers, b"content-length")  # type: ignore[arg-type]
-        if cl is not None and cl.strip().isascii() and cl.strip().isdigit() and int(cl) > limit:
+        cl = http1.header(req.headers, b"content-length")
+        if cl is not None and cl.isdigit() and int(cl) > limit:
             return None
         if conn.they_are_waiting_for_100_continue:
-            await self._write(conn, stream, h11.InformationalResponse(status_code=100, headers=[]))
+            await self._send(stream, conn.informational(100))
         parts: list[bytes] = []
         size = 0
         timeout = state.config.proxy.body_timeout
         while True:
             ev = conn.next_event()
-            if ev is h11.NEED_DATA:
+            if ev is http1.NEED_DATA:
                 try:
-                    async with asyncio.timeout(timeout):
-                        data = await stream.read(READ_SIZE)
+                    data = await stream.read(READ_SIZE, timeout)
                 except TimeoutError:
                     raise _ClientGone from None
                 conn.receive_data(data)
                 continue
-            if isinstance(ev, h11.Data):
+            if isinstance(ev, http1.Data):
                 size += len(ev.data)
                 if size > limit:
                     return None
-                parts.append(bytes(ev.data))
-            elif isinstance(ev, h11.EndOfMessage):
-                return b"".join(parts)
+                parts.append(ev.data)
+            elif ev is http1.END:
+                return parts[0] if len(parts) == 1 else b"".join(parts)
             else:
                 raise _ClientGone
 
@@ -592,7 +565,7 @@ class EgressProxy:
                                         location="destination", evidence=key)
         return ([f] if f else []), res.retry_after
 
-    async def _pin(self, conn: h11.Connection, stream: ByteStream, flow: Flow, state: ProxyState,
+    async def _pin(self, conn: http1.ServerConnection, stream: ByteStream, flow: Flow, state: ProxyState,
                    findings: list[Finding]) -> bool | None:
         """Resolve the flow's target once and pin the approved address (DNS only after every content
         check passed). On refusal answer the client and return whether the connection may be kept;
@@ -634,7 +607,7 @@ class EgressProxy:
         return ips[0], findings, None
 
     # ------------------------------------------------------------------ forward proxy
-    async def _forward(self, conn: h11.Connection, stream: ByteStream, req: h11.Request, flow: Flow,
+    async def _forward(self, conn: http1.ServerConnection, stream: ByteStream, req: http1.Request, flow: Flow,
                        state: ProxyState, tunnel: Tunnel | None) -> bool:
         insp = state.inspector
         target = flow.target
@@ -701,7 +674,7 @@ class EgressProxy:
             out.append((b"content-length", str(len(body)).encode()))
         return out
 
-    async def _exchange(self, conn: h11.Connection, stream: ByteStream, req: h11.Request, flow: Flow,
+    async def _exchange(self, conn: http1.ServerConnection, stream: ByteStream, req: http1.Request, flow: Flow,
                         state: ProxyState, body: bytes, *, warned: bool) -> bool:
         eg = state.config.egress
         target = flow.target
@@ -733,7 +706,7 @@ class EgressProxy:
             return await self._relay_response(conn, stream, flow, state, up, resp, warned=warned)
         except UpstreamError as exc:
             up.close()
-            if conn.our_state is h11.SEND_RESPONSE:
+            if not conn.response_started:
                 rule = "egress.upstream_timeout" if exc.kind == "timeout" else "egress.upstream_error"
                 return await self._fail(conn, stream, flow, state, rule, str(exc),
                                         status=504 if exc.kind == "timeout" else 502, direction="response")
@@ -743,21 +716,20 @@ class EgressProxy:
             up.close()
             raise
 
-    def _client_headers(self, resp: h11.Response, warned: bool,
-                        lowered: list[tuple[bytes, bytes]] | None = None) -> list[tuple[bytes, bytes]]:
-        conn = _header(lowered if lowered is not None else resp.headers, b"connection")  # type: ignore[arg-type]
+    def _client_headers(self, resp: http1.Response, warned: bool) -> list[tuple[bytes, bytes]]:
+        conn = _header(resp.headers, b"connection")
         conn_tokens = {t.strip().lower().encode() for t in conn.split(",")} if conn else set()
-        out = [(k, v) for k, v in resp.headers.raw_items()
-               if k.lower() not in HOP_BY_HOP and k.lower() not in conn_tokens]
+        out = [(k, v) for k, v in resp.headers
+               if (lk := k.lower()) not in HOP_BY_HOP and lk not in conn_tokens]
         if warned:
             out.append((b"x-vallum-action", b"warn"))
         return out
 
-    async def _relay_response(self, conn: h11.Connection, stream: ByteStream, flow: Flow, state: ProxyState,
-                              up: UpstreamConn, resp: h11.Response, *, warned: bool) -> bool:
+    async def _relay_response(self, conn: http1.ServerConnection, stream: ByteStream, flow: Flow, state: ProxyState,
+                              up: UpstreamConn, resp: http1.Response, *, warned: bool) -> bool:
         eg = state.config.egress
         insp = state.inspector
-        rh = list(resp.headers)  # (lower-case name, value) pairs, listed once per response
+        rh = resp.headers
         ctype = _header(rh, b"content-type")
         no_body = flow.method == "HEAD" or resp.status_code in (204, 304) or 100 <= resp.status_code < 200
         if eg.scan_responses and not no_body and policy.is_sse(ctype):
@@ -783,32 +755,30 @@ class EgressProxy:
                 return await self._fail(conn, stream, flow, state, "vallum.sink_refused",
                                         "the decision could not be recorded; blocked (fail closed)",
                                         status=403, direction="response")
-            out_headers = self._client_headers(resp, warned or action is Action.WARN, rh)
-            events: list[h11.Event] = [h11.Response(status_code=resp.status_code, reason=resp.reason,
-                                                    headers=out_headers)]
-            if rbody:
-                events.append(h11.Data(data=rbody))
-            events.append(h11.EndOfMessage())
-            await self._write(conn, stream, *events)
+            out_headers = self._client_headers(resp, warned or action is Action.WARN)
+            await self._send(stream, conn.full_response(resp.status_code, out_headers, rbody, resp.reason))
             return True
-        # Not text (images, archives, binary): streamed through as is.
-        await self._write(conn, stream, h11.Response(status_code=resp.status_code, reason=resp.reason,
-                                                     headers=self._client_headers(resp, warned, rh)))
+        # Not text (images, archives, binary): streamed through as is. The head goes out with the
+        # first piece of body when that is already here (one write), on its own otherwise.
+        pending = conn.response(resp.status_code, self._client_headers(resp, warned), resp.reason)
+        if not up.conn.has_pending_events:
+            await self._send(stream, pending)
+            pending = b""
         async for chunk in iter_body(up, eg.upstream_timeout):
-            stream.write(conn.send(h11.Data(data=chunk)) or b"")
+            stream.write(pending + conn.data(chunk) if pending else conn.data(chunk))
+            pending = b""
             await stream.drain()
-        await self._write(conn, stream, h11.EndOfMessage())
+        await self._send(stream, pending + conn.end())
         self.pool.release(up)
         return True
 
-    async def _relay_sse(self, conn: h11.Connection, stream: ByteStream, flow: Flow, state: ProxyState,
-                         up: UpstreamConn, resp: h11.Response, *, warned: bool) -> bool:
+    async def _relay_sse(self, conn: http1.ServerConnection, stream: ByteStream, flow: Flow, state: ProxyState,
+                         up: UpstreamConn, resp: http1.Response, *, warned: bool) -> bool:
         """Forward an event stream event by event, each after it was scanned (and across events)."""
         eg = state.config.egress
         insp = state.inspector
         headers = [(k, v) for k, v in self._client_headers(resp, warned) if k.lower() != b"content-length"]
-        await self._write(conn, stream, h11.Response(status_code=resp.status_code, reason=resp.reason,
-                                                     headers=headers))
+        await self._send(stream, conn.response(resp.status_code, headers, resp.reason))
         splitter = SSESplitter(eg.max_response_bytes)
         scanner = SSEScanner(lambda text, loc: policy.text_findings(insp, text, loc), eg.sse_window_chars)
         seen: list[Finding] = []
@@ -820,7 +790,7 @@ class EgressProxy:
             self._emit(flow.record(Action.BLOCK, direction="response", findings=seen + findings, reason=reason))
             payload = policy.block_body(flow.id, f, message=reason or "blocked")
             event = b"event: vallum.block\ndata: " + payload + b"\n\n"
-            await self._write(conn, stream, h11.Data(data=event), h11.EndOfMessage())
+            await self._send(stream, conn.data(event) + conn.end())
             return False
 
         try:
@@ -830,7 +800,7 @@ class EgressProxy:
                     if fs and strongest([f.action for f in fs]) is Action.BLOCK:
                         return await block(fs)
                     seen.extend(fs)
-                    stream.write(conn.send(h11.Data(data=raw)) or b"")
+                    stream.write(conn.data(raw))
                 await stream.drain()
             rest = splitter.flush()
             if rest:
@@ -838,19 +808,19 @@ class EgressProxy:
                 if fs and strongest([f.action for f in fs]) is Action.BLOCK:
                     return await block(fs)
                 seen.extend(fs)
-                stream.write(conn.send(h11.Data(data=rest)) or b"")
+                stream.write(conn.data(rest))
         except SSEError as exc:
             f = policy.protocol_finding(insp, "egress.sse_event_too_large", str(exc), location="response.sse")
             return await block([f], str(exc))
         except UpstreamError as exc:
             return await block([], str(exc))
-        await self._write(conn, stream, h11.EndOfMessage())
+        await self._send(stream, conn.end())
         self.pool.release(up)
         self._emit(flow.record(strongest([f.action for f in seen]), direction="response", findings=seen))
         return True
 
     # ------------------------------------------------------------------ CONNECT
-    async def _connect(self, conn: h11.Connection, stream: ByteStream, req: h11.Request, flow: Flow,
+    async def _connect(self, conn: http1.ServerConnection, stream: ByteStream, req: http1.Request, flow: Flow,
                        state: ProxyState) -> bool:
         insp = state.inspector
         try:
@@ -859,12 +829,12 @@ class EgressProxy:
             await self._send_simple(conn, stream, 400, f"bad CONNECT target: {exc}")
             return False
         flow.target = Target("https", host, port, "/")
-        # The CONNECT request has no body; read its end so h11 knows the tunnel may start.
+        # The CONNECT request has no body (http1 refuses one); its end comes with the head.
         try:
             ev = conn.next_event()
-        except h11.RemoteProtocolError:
+        except http1.ProtocolError:
             ev = None
-        if not isinstance(ev, h11.EndOfMessage):
+        if ev is not http1.END:
             await self._send_simple(conn, stream, 400, "CONNECT with a body")
             return False
         findings = self._tighten(flow, dedupe(policy.url_findings(insp, flow.target.url, "CONNECT", "connect")))
@@ -882,10 +852,11 @@ class EgressProxy:
             return await self._deny(conn, stream, flow, findings, close=True)
         flow.pinned_ip = ip
         flow.findings = findings
-        # 200 written by hand: h11 would add framing headers that a CONNECT 2xx must not carry.
+        # 200 written by hand: a CONNECT 2xx carries no framing headers, and the bytes after it are
+        # the tunnel's.
         stream.write(b"HTTP/1.1 200 Connection Established\r\n\r\n")
         await stream.drain()
-        buf, _closed = conn.trailing_data
+        buf = conn.trailing_data
         hello = None
         try:
             async with asyncio.timeout(state.config.proxy.header_timeout):
@@ -973,8 +944,7 @@ class EgressProxy:
         async def pump(src: ByteStream, dst: PlainStream | ByteStream, idx: int) -> None:
             try:
                 while True:
-                    async with asyncio.timeout(idle):
-                        data = await src.read(READ_SIZE)
+                    data = await src.read(READ_SIZE, idle)
                     if not data:
                         break
                     sent[idx] += len(data)
@@ -995,7 +965,7 @@ class EgressProxy:
         flow.extra["bytes_out"], flow.extra["bytes_in"] = sent
 
     # ------------------------------------------------------------------ fetch
-    async def _fetch(self, conn: h11.Connection, stream: ByteStream, req: h11.Request, flow: Flow,
+    async def _fetch(self, conn: http1.ServerConnection, stream: ByteStream, req: http1.Request, flow: Flow,
                      state: ProxyState) -> bool:
         insp = state.inspector
         eg = state.config.egress
@@ -1060,10 +1030,9 @@ class EgressProxy:
                                     "the decision could not be recorded; blocked (fail closed)", status=403)
         out = json.dumps({"url": flow.target.url, "status": status, "content_type": ctype, "content": content,
                           "findings": [f.to_dict() for f in findings]}, ensure_ascii=False).encode()
-        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(out)).encode()),
+        headers = [(b"content-type", b"application/json"),
                    (b"x-vallum-action", str(action).encode()), (b"x-vallum-request-id", flow.id.encode())]
-        await self._write(conn, stream, h11.Response(status_code=200, headers=headers), h11.Data(data=out),
-                          h11.EndOfMessage())
+        await self._send(stream, conn.full_response(200, headers, out))
         return True
 
     async def _fetch_once(self, flow: Flow, state: ProxyState) -> tuple[int, list[tuple[bytes, bytes]], bytes | None]:

@@ -4,6 +4,11 @@ TLS runs over `ssl.SSLObject` + `MemoryBIO` rather than `start_tls` because the 
 read the client's ClientHello (to check SNI) when it decides to intercept: those bytes are handed
 to the TLS layer as its first input. The same wrapper speaks TLS to upstream servers over any
 connector's streams.
+
+Reads take their timeout as an argument. `PlainStream` keeps one lazily re-armed timer per stream
+instead of a timer per read (as `asyncio.timeout` would): a read moves the deadline, and the timer,
+when it fires early, re-arms itself for the current deadline. A read that outlives its deadline
+fails with `TimeoutError`, and the stream is unusable afterwards (every caller then closes it).
 """
 
 from __future__ import annotations
@@ -16,11 +21,11 @@ READ_SIZE = 65536
 
 
 class ByteStream(Protocol):
-    async def read(self, n: int = READ_SIZE) -> bytes: ...
+    async def read(self, n: int = READ_SIZE, timeout: float | None = None) -> bytes: ...
 
     def write(self, data: bytes) -> None: ...
 
-    async def drain(self) -> None: ...
+    async def drain(self, timeout: float | None = None) -> None: ...
 
     def close(self) -> None: ...
 
@@ -28,22 +33,59 @@ class ByteStream(Protocol):
 class PlainStream:
     """An asyncio (reader, writer) pair as a `ByteStream`."""
 
-    __slots__ = ("reader", "writer")
+    __slots__ = ("_deadline", "_loop", "_reading", "_timer", "_timer_at", "reader", "writer")
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.reader = reader
         self.writer = writer
+        self._loop = asyncio.get_running_loop()
+        self._deadline = 0.0
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = 0.0
+        self._reading = False
 
-    async def read(self, n: int = READ_SIZE) -> bytes:
-        return await self.reader.read(n)
+    async def read(self, n: int = READ_SIZE, timeout: float | None = None) -> bytes:
+        if timeout is None:
+            return await self.reader.read(n)
+        if timeout <= 0:
+            raise TimeoutError
+        self._deadline = deadline = self._loop.time() + timeout
+        if self._timer is None or self._timer_at > deadline:
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer = self._loop.call_at(deadline, self._expire)
+            self._timer_at = deadline
+        self._reading = True
+        try:
+            return await self.reader.read(n)
+        finally:
+            self._reading = False
+
+    def _expire(self) -> None:
+        self._timer = None
+        if not self._reading:
+            return  # the next read arms a timer again
+        if self._loop.time() >= self._deadline:
+            self.reader.set_exception(TimeoutError("read timed out"))
+        else:
+            self._timer = self._loop.call_at(self._deadline, self._expire)
+            self._timer_at = self._deadline
 
     def write(self, data: bytes) -> None:
         self.writer.write(data)
 
-    async def drain(self) -> None:
-        await self.writer.drain()
+    async def drain(self, timeout: float | None = None) -> None:
+        # An empty write buffer cannot be paused: no timer needed (the common case on a fast peer).
+        if timeout is None or not self.writer.transport.get_write_buffer_size():
+            await self.writer.drain()
+            return
+        async with asyncio.timeout(timeout):
+            await self.writer.drain()
 
     def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         try:
             self.writer.close()
         except Exception:
@@ -118,13 +160,15 @@ class TLSStream:
         self._flush()
         await self.inner.drain()
 
-    async def read(self, n: int = READ_SIZE) -> bytes:
+    async def read(self, n: int = READ_SIZE, timeout: float | None = None) -> bytes:
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
         while True:
             try:
                 return self._ssl.read(n)
             except ssl.SSLWantReadError:
                 self._flush()
-                chunk = await self.inner.read(READ_SIZE)
+                chunk = await self.inner.read(READ_SIZE, None if deadline is None else deadline - loop.time())
                 if not chunk:
                     return b""  # a ragged EOF ends the stream like a close_notify
                 self._in.write(chunk)
@@ -138,8 +182,8 @@ class TLSStream:
             view = view[n:]
         self._flush()
 
-    async def drain(self) -> None:
-        await self.inner.drain()
+    async def drain(self, timeout: float | None = None) -> None:
+        await self.inner.drain(timeout)
 
     def close(self) -> None:
         try:

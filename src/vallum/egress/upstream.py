@@ -1,4 +1,4 @@
-"""The proxy's upstream side: resolving, dialling a pinned address, and a pooled h11 client.
+"""The proxy's upstream side: resolving, dialling a pinned address, and a pooled HTTP/1.1 client.
 
 `Resolver` (host → addresses) and `Connector` ((ip, port) → asyncio streams) are injected so that
 tests fake them; the defaults use the event loop's resolver and `asyncio.open_connection`. The
@@ -14,8 +14,7 @@ import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
-import h11
-
+from vallum.egress import http1
 from vallum.egress.streams import READ_SIZE, ByteStream, PlainStream, TLSStream
 
 Resolver = Callable[[str], Awaitable[list[str]]]
@@ -69,7 +68,7 @@ class UpstreamKey:
 class UpstreamConn:
     key: UpstreamKey
     stream: ByteStream
-    conn: h11.Connection = field(default_factory=lambda: h11.Connection(h11.CLIENT))
+    conn: http1.ClientConnection = field(default_factory=http1.ClientConnection)
     reused: bool = False
 
     def close(self) -> None:
@@ -115,12 +114,8 @@ class UpstreamPool:
 
     def release(self, c: UpstreamConn) -> None:
         """Return a connection whose exchange completed; anything else is closed."""
-        if (self.per_key > 0 and c.conn.our_state is h11.DONE and c.conn.their_state is h11.DONE):
-            try:
-                c.conn.start_next_cycle()
-            except h11.LocalProtocolError:
-                c.close()
-                return
+        if self.per_key > 0 and c.conn.reused_ok:
+            c.conn.start_next_cycle()
             idle = self._idle.setdefault(c.key, [])
             if len(idle) < self.per_key:
                 idle.append(c)
@@ -134,65 +129,53 @@ class UpstreamPool:
         self._idle.clear()
 
 
-async def _next_event(c: UpstreamConn, timeout: float) -> h11.Event:
+async def _next_event(c: UpstreamConn, timeout: float) -> http1.Event | object:
     while True:
-        ev = c.conn.next_event()
-        if ev is h11.NEED_DATA:
+        try:
+            ev = c.conn.next_event()
+        except http1.ProtocolError as exc:
+            raise UpstreamError("protocol", str(exc)) from None
+        if ev is http1.NEED_DATA:
             try:
-                async with asyncio.timeout(timeout):
-                    data = await c.stream.read(READ_SIZE)
+                data = await c.stream.read(READ_SIZE, timeout)
             except TimeoutError:
                 raise UpstreamError("timeout", "upstream did not answer in time") from None
             except (OSError, ssl.SSLError) as exc:
                 raise UpstreamError("protocol", f"upstream connection failed: {exc}") from None
             c.conn.receive_data(data)
             continue
-        return ev  # type: ignore[return-value]
+        return ev
 
 
 async def send_request(c: UpstreamConn, method: bytes, target: bytes, headers: list[tuple[bytes, bytes]],
-                       body: bytes, timeout: float) -> h11.Response:
-    """Send one request with a fully buffered body and return the response head."""
+                       body: bytes, timeout: float) -> http1.Response:
+    """Send one request with a fully buffered body and return the final response head."""
     try:
-        out = [c.conn.send(h11.Request(method=method, target=target, headers=headers)) or b""]
-        if body:
-            out.append(c.conn.send(h11.Data(data=body)) or b"")
-        out.append(c.conn.send(h11.EndOfMessage()) or b"")
-        c.stream.write(b"".join(out))  # one write, one copy of the body
-        async with asyncio.timeout(timeout):
-            await c.stream.drain()
+        c.stream.write(c.conn.request(method, target, headers, body))  # one write, one copy of the body
+        await c.stream.drain(timeout)
     except TimeoutError:
         raise UpstreamError("timeout", "sending to upstream timed out") from None
-    except h11.LocalProtocolError as exc:
+    except http1.LocalProtocolError as exc:
         raise UpstreamError("protocol", f"cannot send request upstream: {exc}") from None
     except (OSError, ssl.SSLError) as exc:
         raise UpstreamError("protocol", f"upstream connection failed: {exc}") from None
-    while True:
-        try:
-            ev = await _next_event(c, timeout)
-        except h11.RemoteProtocolError as exc:
-            raise UpstreamError("protocol", f"malformed upstream response: {exc}") from None
-        if isinstance(ev, h11.InformationalResponse):
-            continue
-        if isinstance(ev, h11.Response):
-            return ev
-        if isinstance(ev, h11.ConnectionClosed):
-            raise UpstreamError("protocol", "upstream closed the connection without answering")
-        raise UpstreamError("protocol", f"unexpected upstream event {type(ev).__name__}")
+    ev = await _next_event(c, timeout)
+    if isinstance(ev, http1.Response):
+        return ev
+    if ev is http1.CLOSED:
+        raise UpstreamError("protocol", "upstream closed the connection without answering")
+    raise UpstreamError("protocol", f"unexpected upstream event {ev!r}")
 
 
 async def iter_body(c: UpstreamConn, timeout: float) -> AsyncIterator[bytes]:
     """The response body chunk by chunk, until the end of the message."""
     while True:
-        try:
-            ev = await _next_event(c, timeout)
-        except h11.RemoteProtocolError as exc:
-            raise UpstreamError("protocol", f"malformed upstream response body: {exc}") from None
-        if isinstance(ev, h11.Data):
-            yield bytes(ev.data)
-        elif isinstance(ev, h11.EndOfMessage):
+        ev = await _next_event(c, timeout)
+        if isinstance(ev, http1.Data):
+            yield ev.data
+        elif ev is http1.END:
             return
-        elif isinstance(ev, h11.ConnectionClosed):
+        else:
             raise UpstreamError("protocol", "upstream closed the connection mid-body")
 
 
