@@ -210,3 +210,26 @@ def test_run_breaking_words_are_not_bip39_words():
     words = not_bip_common_words()
     assert "the" in words and "with" in words and len(words) >= 40
     assert not set(words) & set(WORDS)
+
+
+@settings(max_examples=400)
+@given(_regex(), st.text(alphabet="abc x|()[]", max_size=12))
+def test_top_level_alternatives_are_the_same_union(pattern, text):
+    from vallum.detection.matcher import top_level_alternatives
+
+    parts = top_level_alternatives(pattern)
+    assert bool(re.search(pattern, text)) == any(re.search(p, text) for p in parts)
+    assert top_level_alternatives(r"a|(?:b|c)|[|]|\||d") == ["a", "(?:b|c)", "[|]", r"\|", "d"]
+    assert top_level_alternatives("(?i)a|b") == ["(?i)a|b"]
+
+
+@pytest.mark.skipif(not hyperscan_available(), reason="hyperscan is not installed here")
+def test_every_builtin_keyword_rule_is_in_a_bank():
+    # long multilingual alternations are banked as one expression per alternative
+    Inspector(engine="hyperscan")
+    _PrefilterBank.ensure_all_built()
+    missing = []
+    for group, bank in _PrefilterBank._banks.items():
+        assert bank.ready is not None, group
+        missing += [key[0][:40] for key, pid in bank.ids.items() if pid not in bank.ready[1]]
+    assert missing == []

@@ -340,8 +340,7 @@ class _HyperscanSelector:
             if r.gate:
                 continue
             try:
-                db = _compile_cached([(prefilter_pattern(strip_lookarounds(r.pattern)).encode("utf-8"), 0,
-                                       _hs_flags(r, base))])
+                db = _compile_cached(_prefilter_entries(r, 0, base))
                 if db is not None:
                     self.kwpat[i] = (db, _hs.Scratch(db))
             except Exception:  # noqa: S112 - no prefilter: the rule's keywords still gate it correctly
@@ -410,6 +409,47 @@ def _prefilter_key(rule: Rule) -> tuple[str, str]:
     return (rule.pattern, rule.flags)
 
 
+def _prefilter_entries(rule: Rule, pid: int, base: int) -> list[tuple[bytes, int, int]]:
+    """A rule's prefilter as Hyperscan expressions, all reporting `pid`: one per top-level
+    alternative. Hyperscan refuses some long alternations as one expression ("Pattern length
+    exceeds limit") that it compiles as separate expressions; the union is the same."""
+    pattern = prefilter_pattern(strip_lookarounds(rule.pattern))
+    flags = _hs_flags(rule, base)
+    return [(alt.encode("utf-8"), pid, flags) for alt in top_level_alternatives(pattern)]
+
+
+def top_level_alternatives(pattern: str) -> list[str]:
+    """`pattern` split at its top-level ``|`` (escapes, classes and groups respected). A pattern
+    that starts with an inline flag group stays whole (its flags would not reach later parts)."""
+    if pattern.startswith("(?") and pattern[2:3] not in (":", "=", "!", "<", "P"):
+        return [pattern]
+    parts: list[str] = []
+    depth, in_class, start, j, n = 0, False, 0, 0, len(pattern)
+    while j < n:
+        c = pattern[j]
+        if c == "\\":
+            j += 2
+            continue
+        if in_class:
+            in_class = c != "]"
+        elif c == "[":
+            in_class = True
+            if pattern[j + 1:j + 2] == "^":
+                j += 1
+            if pattern[j + 1:j + 2] == "]":
+                j += 1
+        elif c == "(":
+            depth += 1
+        elif c == ")":
+            depth -= 1
+        elif c == "|" and depth == 0:
+            parts.append(pattern[start:j])
+            start = j + 1
+        j += 1
+    parts.append(pattern[start:])
+    return parts
+
+
 def _bank_group(rule: Rule) -> tuple[str, str]:
     """Which bank holds a rule's prefilter: by target, and tool-definition-only rules apart (an
     inbound scan never asks about them, so it should not pay for scanning them)."""
@@ -436,9 +476,8 @@ class _PrefilterBank:
             key = _prefilter_key(r)
             if not r.keywords or r.gate or key in self.ids:
                 continue
-            self.ids[key] = len(self.entries)
-            self.entries.append((prefilter_pattern(strip_lookarounds(r.pattern)).encode("utf-8"),
-                                 len(self.entries), _hs_flags(r, base)))
+            pid = self.ids[key] = len(self.ids)
+            self.entries.extend(_prefilter_entries(r, pid, base))
         self.ready: tuple[Any, frozenset[int]] | None = None
 
     @classmethod
@@ -466,9 +505,10 @@ class _PrefilterBank:
         entries = self.entries
         db = _compile_cached(entries)
         if db is None and entries:
-            # one prefilter Hyperscan refuses (too large, unsupported construct) sinks the whole
-            # database: find the ones that compile alone and bank only those
-            entries = [e for e in entries if _compile_cached([(e[0], 0, e[2])]) is not None]
+            # one prefilter Hyperscan refuses (unsupported construct) sinks the whole database:
+            # find the rules whose expressions all compile alone and bank only those
+            bad = {e[1] for e in entries if _compile_cached([(e[0], 0, e[2])]) is None}
+            entries = [e for e in entries if e[1] not in bad]
             db = _compile_cached(entries)
         if db is not None:
             self.ready = (db, frozenset(e[1] for e in entries))
