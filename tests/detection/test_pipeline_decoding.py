@@ -87,6 +87,15 @@ def test_engines_agree_on_encoded_and_obfuscated_inputs():
         (r"(?<!n't )(?:x(?!y(?:z)))w", r"(?:x)w"),
         (r"a(?=bc)b", r"ab"),  # something follows the lookahead: dropped, not consumed
         (r"(?:a(?=(?=b)bc))", r"(?:a(?:bc))"),
+        # a lookahead that ends its alternative, in groups that end theirs: consumed
+        (r"a(?=x)|b(?=y)", r"a(?:x)|b(?:y)"),
+        (r"(?:a(?=x)|b(?=y))", r"(?:a(?:x)|b(?:y))"),
+        (r"(?:(?:a(?=x))|b)", r"(?:(?:a(?:x))|b)"),
+        # something follows the group on that path: only dropping is a superset
+        (r"(?:a(?=x)|b)c", r"(?:a|b)c"),
+        (r"(?:a(?=x))+", r"(?:a)+"),
+        (r"(?:a(?=x))?c", r"(?:a)?c"),
+        (r"a(?=x)b|c(?=y)", r"ab|c(?:y)"),
     ],
 )
 def test_strip_lookarounds(pattern, expected):

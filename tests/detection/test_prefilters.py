@@ -39,24 +39,6 @@ def _text_of(rule, sample: str) -> str:
 
 
 # ----------------------------------------------------------------------- strip_lookarounds
-@pytest.mark.parametrize(
-    ("pattern", "expected"),
-    [
-        # a lookahead that ends its alternative, in groups that end theirs: consumed
-        (r"a(?=x)|b(?=y)", r"a(?:x)|b(?:y)"),
-        (r"(?:a(?=x)|b(?=y))", r"(?:a(?:x)|b(?:y))"),
-        (r"(?:(?:a(?=x))|b)", r"(?:(?:a(?:x))|b)"),
-        # something follows the group on that path: only dropping is a superset
-        (r"(?:a(?=x)|b)c", r"(?:a|b)c"),
-        (r"(?:a(?=x))+", r"(?:a)+"),
-        (r"(?:a(?=x))?c", r"(?:a)?c"),
-        (r"a(?=x)b|c(?=y)", r"ab|c(?:y)"),
-    ],
-)
-def test_lookahead_that_ends_its_path_is_consumed(pattern, expected):
-    assert strip_lookarounds(pattern) == expected
-
-
 _ATOMS = st.sampled_from(["a", "b", "c", "[ab]", ".", r"\s", "a?", "b*", "c+", "(?:ab)?"])
 
 

@@ -123,56 +123,52 @@ def _ends_path(p: str, k: int) -> bool:
     return True
 
 
-def _group_close(p: str, j: int) -> int:
-    """Index of the ``)`` closing the group that contains index `j` (or len(p) at top level)."""
-    depth, in_class, n = 0, False, len(p)
+def _syntax(p: str, j: int = 0) -> Iterator[tuple[int, str]]:
+    """(index, character) of each character of `p` from index `j` on that is regex syntax:
+    escapes and character classes are skipped whole."""
+    n = len(p)
     while j < n:
         c = p[j]
         if c == "\\":
             j += 2
             continue
-        if in_class:
-            in_class = c != "]"
-        elif c == "[":
-            in_class = True
-            if p[j + 1:j + 2] == "^":
-                j += 1
-            if p[j + 1:j + 2] == "]":
-                j += 1
-        elif c == "(":
+        if c == "[":
+            j += 1
+            for lead in ("^", "]"):
+                if p[j:j + 1] == lead:
+                    j += 1
+            while j < n and p[j] != "]":
+                j += 2 if p[j] == "\\" else 1
+            j += 1
+            continue
+        yield j, c
+        j += 1
+
+
+def _group_close(p: str, j: int) -> int:
+    """Index of the ``)`` closing the group that contains index `j` (or len(p) at top level)."""
+    depth = 0
+    for k, c in _syntax(p, j):
+        if c == "(":
             depth += 1
         elif c == ")":
             if depth == 0:
-                return j
+                return k
             depth -= 1
-        j += 1
-    return n
+    return len(p)
 
 
 def _group_end(p: str, j: int) -> int:
     """Index just after the group opening at `j` (escapes and classes respected)."""
-    depth, in_class, n = 0, False, len(p)
-    while j < n:
-        c = p[j]
-        if c == "\\":
-            j += 2
-            continue
-        if in_class:
-            in_class = c != "]"
-        elif c == "[":
-            in_class = True
-            if p[j + 1:j + 2] == "^":
-                j += 1
-            if p[j + 1:j + 2] == "]":
-                j += 1
-        elif c == "(":
+    depth = 0
+    for k, c in _syntax(p, j):
+        if c == "(":
             depth += 1
         elif c == ")":
             depth -= 1
             if depth == 0:
-                return j + 1
-        j += 1
-    return n
+                return k + 1
+    return len(p)
 
 
 def _cache_dir() -> Path | None:
@@ -424,28 +420,15 @@ def top_level_alternatives(pattern: str) -> list[str]:
     if pattern.startswith("(?") and pattern[2:3] not in (":", "=", "!", "<", "P"):
         return [pattern]
     parts: list[str] = []
-    depth, in_class, start, j, n = 0, False, 0, 0, len(pattern)
-    while j < n:
-        c = pattern[j]
-        if c == "\\":
-            j += 2
-            continue
-        if in_class:
-            in_class = c != "]"
-        elif c == "[":
-            in_class = True
-            if pattern[j + 1:j + 2] == "^":
-                j += 1
-            if pattern[j + 1:j + 2] == "]":
-                j += 1
-        elif c == "(":
+    depth = start = 0
+    for j, c in _syntax(pattern):
+        if c == "(":
             depth += 1
         elif c == ")":
             depth -= 1
         elif c == "|" and depth == 0:
             parts.append(pattern[start:j])
             start = j + 1
-        j += 1
     parts.append(pattern[start:])
     return parts
 
