@@ -29,6 +29,7 @@ from vallum.detection.pipeline import Inspector  # noqa: E402
 from vallum.detection.semantic import SemanticScorer  # noqa: E402
 
 SEED = 20261122
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "5"))
 
 
 def heldout() -> dict[str, list[dict]]:
@@ -38,7 +39,7 @@ def heldout() -> dict[str, list[dict]]:
         rows = [json.loads(x) for x in (cache / "corpus.jsonl").read_text("utf-8").split("\n") if x.strip()]
         groups = sorted({r["group"] for r in rows})
         random.Random(SEED).shuffle(groups)
-        test = set(groups[: len(groups) // 5])
+        test = set(groups[: len(groups) // 5])  # the trainer's test groups (train/train_head.py split)
         sets["training_heldout_split"] = [r for r in rows if r["group"] in test]
     if (cache / "external_eval.jsonl").exists():
         sets["bastioncorpus"] = [json.loads(x) for x in (cache / "external_eval.jsonl").read_text("utf-8").split("\n")
@@ -47,14 +48,16 @@ def heldout() -> dict[str, list[dict]]:
     if corpus.is_dir():
         rows = []
         for p in sorted(corpus.glob("injection_*")):
-            label = 0 if "benign" in p.name else 1
+            file_label = 0 if "benign" in p.name else 1
             for line in p.read_text("utf-8").split("\n"):
                 line = line.strip()
                 if not line or line.startswith("#"):
                     continue
-                text = json.loads(line).get("text", "") if line.startswith("{") else line.replace("\\n", "\n")
-                if text:
-                    rows.append({"text": text, "label": label})
+                row = json.loads(line) if line.startswith("{") else {"text": line.replace("\\n", "\n")}
+                # the held-out files mix both kinds and say which in "label"
+                label = {"attack": 1, "benign": 0}.get(row.get("label"), file_label)
+                if row.get("text"):
+                    rows.append({"text": row["text"], "label": label})
         if rows:
             sets["vallum_test_corpus"] = rows
     return sets
@@ -76,8 +79,8 @@ def main() -> None:
     patterns = Inspector(parse_config({"detection": {"semantic": {"enabled": False}}}))
     both = Inspector(parse_config({"detection": {"semantic": {"enabled": True}}}))
     warn = scorer.head.thresholds["warn"]
-    out: dict = {"thresholds": scorer.head.thresholds, "sets": {}}
-    for name, rows in heldout().items():
+    out: dict = {"thresholds": scorer.head.thresholds, "embedder": scorer.head.metrics.get("embedder"), "sets": {}}
+    for name, rows in ([] if os.environ.get("BENCH_LATENCY_ONLY") else heldout().items()):
         labels = [r["label"] for r in rows]
         pat, sem, comb = [], [], []
         for r in rows:
@@ -90,20 +93,35 @@ def main() -> None:
                              "both": rates(comb, labels)}
     base = ("The quarterly report shows revenue growth across all regions, with the strongest gains in "
             "the north, while costs stayed flat and the team hired four new engineers. ")
+    # latency: ROUNDS rounds of 40 uncached scorings per size, interleaved, so that load from other
+    # processes shows up as spread between rounds instead of silently moving one number
+    texts = {}
     for tokens in (256, 512):
         text = base
         while len(scorer.embedder.token_ids(text)) < tokens:
             text += base
-        ids = scorer.embedder.token_ids(text)[:tokens]
-        text = scorer.embedder.tokenizer.decode(ids)
-        times = []
-        for i in range(40):
-            t = time.perf_counter()
-            scorer.embedder.embed_text(text + f" {i}")  # uncached: the cache would hide inference
-            times.append((time.perf_counter() - t) * 1000)
-        times.sort()
-        out[f"latency_ms_{tokens}_tokens"] = {"p50": round(statistics.median(times), 2),
-                                              "p99": round(times[int(len(times) * 0.99) - 1], 2)}
+        texts[tokens] = scorer.embedder.tokenizer.decode(scorer.embedder.token_ids(text)[:tokens])
+    # CPU time (all threads) per call is reported too: on a shared machine it moves much less than
+    # wall time, and on an idle 2-core machine wall time is about CPU time / 2 at best
+    rounds: dict[int, list[list[float]]] = {256: [], 512: []}
+    cpu: dict[int, list[float]] = {256: [], 512: []}
+    for r in range(ROUNDS):
+        for tokens, text in texts.items():
+            times = []
+            for i in range(40):
+                t, c = time.perf_counter(), time.process_time()
+                scorer.score(f"{text} {r}.{i}")  # uncached: a new text every time
+                times.append((time.perf_counter() - t) * 1000)
+                cpu[tokens].append((time.process_time() - c) * 1000)
+            rounds[tokens].append(sorted(times))
+    for tokens, per_round in rounds.items():
+        p50s = [statistics.median(t) for t in per_round]
+        every = sorted(x for t in per_round for x in t)
+        out[f"latency_ms_{tokens}_tokens"] = {
+            "p50": round(statistics.median(every), 2), "p99": round(every[int(len(every) * 0.99) - 1], 2),
+            "p50_per_round": [round(x, 2) for x in p50s], "cpu_ms_p50": round(statistics.median(cpu[tokens]), 2),
+            "windows": len(scorer.embedder.windows(scorer.embedder.token_ids(texts[tokens]))),
+            "load_average": round(os.getloadavg()[0], 2)}
     out["targets"] = {"recall_both": ">= 0.90", "fpr_both": "<= 0.03", "p50_512_tokens_ms": "<= 30"}
     print(json.dumps(out, indent=1))
 

