@@ -300,7 +300,7 @@ def test_response_framing_is_enforced():
     c.response(200, [])
     with pytest.raises(LocalProtocolError):
         c.data(b"x")
-    for bad in ([(b"x-a", b"v\r\nInjected: 1")], [(b"bad name", b"v")], [(b"x", b" padded")],
+    for bad in ([(b"x-a", b"v\r\nInjected: 1")], [(b"bad name", b"v")], [(b"x", b"a\x01b")], [(b"x", b"a\x7f")],
                 [(b"transfer-encoding", b"chunked")], [(b"connection", b"keep-alive")],
                 [(b"content-length", b"1"), (b"content-length", b"1")], [(b"content-length", b"-1")]):
         c = server_for(get11)
@@ -582,6 +582,25 @@ def test_responses_read_back_the_same_by_h11(status, headers, body, with_length,
     assert (got_status, got_body) == (status, body)
     assert [(k.lower(), v) for k, v in headers] == [(k, v) for k, v in got_headers
                                                      if k not in (b"content-length", b"transfer-encoding")]
+
+
+@given(st.lists(st.tuples(st.one_of(token, st.binary(max_size=8)),
+                          st.one_of(value, st.binary(max_size=20), st.sampled_from(
+                              [b"v\r\nInjected: 1", b"v\nX: y", b"v\rX: y", b"a\x00", b"\r\n\r\nGET / HTTP/1.1"]))),
+                max_size=6))
+@settings(max_examples=400)
+def test_written_headers_cannot_add_lines(headers):
+    """Whatever names and values are asked for, the head either is refused or reads back as exactly
+    those fields: no value can smuggle a line (or a second message) of its own."""
+    try:
+        out = ClientConnection().request(b"GET", b"/", headers)
+    except LocalProtocolError:
+        return
+    c = ServerConnection()
+    c.receive_data(out.replace(b"GET / ", b"GET http://a/ ", 1))
+    req = c.next_event()
+    assert isinstance(req, Request) and c.next_event() is END and c.next_event() is NEED_DATA
+    assert [(k, v.strip(b" \t")) for k, v in headers] == req.headers
 
 
 # --------------------------------------------------------------------------- through a running proxy

@@ -6,6 +6,7 @@ reads and annotates the same object, as mitmproxy's flows do; the decision recor
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -43,6 +44,21 @@ class Target:
 
 def parse_absolute_url(url: str) -> Target:
     """Split an absolute http(s) URL into a `Target`; raises TargetError."""
+    if len(url) <= _CACHED_URL_CHARS:
+        return _parse_cached(url)
+    return _parse_absolute_url(url)
+
+
+#: agents repeat the same few URLs; the parse of a short one is remembered (a `Target` is immutable)
+_CACHED_URL_CHARS = 512
+
+
+@functools.lru_cache(maxsize=2048)
+def _parse_cached(url: str) -> Target:
+    return _parse_absolute_url(url)
+
+
+def _parse_absolute_url(url: str) -> Target:
     try:
         parts = urlsplit(url)
         port = parts.port

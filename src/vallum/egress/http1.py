@@ -109,8 +109,9 @@ END: Final = EndOfMessage()
 Event = Request | Response | Data | EndOfMessage
 
 _TOKEN = re.compile(rb"[-!#$%&'*+.^_`|~0-9A-Za-z]+")
-#: a field value as h11 accepts it: visible ASCII and obs-text, single blanks inside, none at the ends
-_VALUE = re.compile(rb"(?:[\x21-\x7e\x80-\xff](?:[ \t]*[\x21-\x7e\x80-\xff])*)?")
+#: a block of header lines as written: token names, values without CR, LF, NUL or other controls
+#: (one C-level match for the whole block: per-field checks cost three times as much)
+_HEADER_BLOCK = re.compile(rb"(?:[-!#$%&'*+.^_`|~0-9A-Za-z]+: [^\x00-\x08\x0a-\x1f\x7f]*\r\n)*")
 #: a request target as sent upstream: visible ASCII only
 _TARGET = re.compile(rb"[\x21-\x7e]+")
 _BLANKS = b" \t"
@@ -155,15 +156,12 @@ def reason_phrase(status: int) -> bytes:
 
 
 def _head_bytes(start_line: bytes, headers: list[tuple[bytes, bytes]]) -> bytes:
-    parts = [start_line]
-    for k, v in headers:
-        if not _TOKEN.fullmatch(k):
-            raise LocalProtocolError(f"invalid header name {k[:40]!r}")
-        if not _VALUE.fullmatch(v):
-            raise LocalProtocolError(f"invalid value for header {k[:40]!r}")
-        parts.append(k + b": " + v)
-    parts.append(b"\r\n")
-    return b"\r\n".join(parts)
+    block = b"".join([k + b": " + v + b"\r\n" for k, v in headers])
+    # the line count stops a value that carries CRLF plus a well-formed line of its own
+    if block.count(b"\n") != len(headers) or _HEADER_BLOCK.fullmatch(block) is None:
+        bad = next((k for k, v in headers if _HEADER_BLOCK.fullmatch(k + b": " + v + b"\r\n") is None), b"?")
+        raise LocalProtocolError(f"invalid header field {bad[:40]!r}")
+    return start_line + b"\r\n" + block + b"\r\n"
 
 
 # --------------------------------------------------------------------------- body framing (writing)
@@ -263,14 +261,17 @@ class ServerConnection:
             self._fail("request head too large", 431)
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._head_size += len(name) + len(value) + 4
+        # The head's size is checked once it is complete (one field is at most a read long here;
+        # an unfinished one is bounded by the quiet-bytes check in receive_data).
+        if self._in_head:
+            headers = self._headers
+            if len(headers) >= self.max_headers:
+                self._fail("too many header fields", 431)
+            headers.append((name, value.rstrip(_BLANKS)))
+            return
+        self._head_size += len(name) + len(value) + 4  # a trailer of a chunked body: dropped
         if self._head_size > self.max_head_bytes:
-            self._fail("request head too large" if self._in_head else "trailer section too large", 431)
-        if not self._in_head:
-            return  # a trailer of a chunked body: read and dropped, as before
-        if len(self._headers) >= self.max_headers:
-            self._fail("too many header fields", 431)
-        self._headers.append((name, value.rstrip(_BLANKS)))
+            self._fail("trailer section too large", 431)
 
     def on_headers_complete(self) -> None:
         p = self._parser
@@ -283,7 +284,9 @@ class ServerConnection:
         keep_alive = version == "1.1" and not upgrade
         expect = False
         has_body = False
+        size = self._head_size
         for k, v in headers:
+            size += len(k) + len(v) + 4
             lk = k.lower()
             if lk == b"connection":
                 if keep_alive and b"close" in _tokens([(k, v)], b"connection"):
@@ -292,10 +295,13 @@ class ServerConnection:
                 expect = v.lower() == b"100-continue"
             elif lk == b"transfer-encoding" or (lk == b"content-length" and v.strip(_BLANKS) != b"0"):
                 has_body = True
+        if size > self.max_head_bytes:
+            self._fail("request head too large", 431)
         if upgrade and has_body:
             # llhttp hands everything after an upgrade head to the new protocol: such a body would
             # be neither forwarded nor inspected, so it is refused.
             self._fail("CONNECT with a body" if method == b"CONNECT" else "Upgrade request with a body")
+        self._head_size = 0
         self._in_head = False
         self._progress = True
         self._events.append(Request(method, b"".join(self._url), version.encode(), headers, keep_alive,
@@ -558,16 +564,17 @@ class ClientConnection:
         self._head_size += len(part)
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        if self._in_head:
+            headers = self._headers
+            if len(headers) >= self.max_headers:
+                self._fail("too many response header fields")
+            headers.append((name, value.rstrip(_BLANKS)))
+            return
         if self._ignore:
             return
-        self._head_size += len(name) + len(value) + 4
+        self._head_size += len(name) + len(value) + 4  # trailers: dropped
         if self._head_size > self.max_head_bytes:
-            self._fail("response head too large")
-        if not self._in_head:
-            return
-        if len(self._headers) >= self.max_headers:
-            self._fail("too many response header fields")
-        self._headers.append((name, value.rstrip(_BLANKS)))
+            self._fail("response trailers too large")
 
     def on_headers_complete(self) -> None:
         p = self._parser
@@ -585,7 +592,9 @@ class ClientConnection:
         headers = self._headers
         chunked = False
         length = False
+        size = self._head_size
         for k, v in headers:
+            size += len(k) + len(v) + 4
             lk = k.lower()
             if lk == b"transfer-encoding":
                 chunked = v.lower().rstrip(_BLANKS).endswith(b"chunked")
@@ -593,6 +602,9 @@ class ClientConnection:
                 length = True
             elif lk == b"connection" and b"close" in _tokens([(k, v)], b"connection"):
                 self._reusable = False
+        if size > self.max_head_bytes:
+            self._fail("response head too large")
+        self._head_size = 0
         if version != "1.1":
             self._reusable = False
         self._got_head = True

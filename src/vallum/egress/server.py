@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import ipaddress
 import json
 import logging
@@ -133,6 +134,7 @@ def _header(headers: list[tuple[bytes, bytes]], name: bytes) -> str | None:
     return None
 
 
+@functools.lru_cache(maxsize=4096)
 def _ip_literal(host: str) -> str | None:
     try:
         from vallum.detection.netaddr import parse_ip_literal

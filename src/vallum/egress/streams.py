@@ -7,8 +7,9 @@ connector's streams.
 
 Reads take their timeout as an argument. `PlainStream` keeps one lazily re-armed timer per stream
 instead of a timer per read (as `asyncio.timeout` would): a read moves the deadline, and the timer,
-when it fires early, re-arms itself for the current deadline. A read that outlives its deadline
-fails with `TimeoutError`, and the stream is unusable afterwards (every caller then closes it).
+when it fires early, re-arms itself for the current deadline. A read that outlives its deadline is
+cancelled the way `asyncio.timeout` does it (the reading task is cancelled, the cancellation turned
+into `TimeoutError`); every caller then closes the stream.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ class ByteStream(Protocol):
 class PlainStream:
     """An asyncio (reader, writer) pair as a `ByteStream`."""
 
-    __slots__ = ("_deadline", "_loop", "_reading", "_timer", "_timer_at", "reader", "writer")
+    __slots__ = ("_deadline", "_expired", "_loop", "_reader_task", "_timer", "_timer_at", "reader", "writer")
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.reader = reader
@@ -42,7 +43,8 @@ class PlainStream:
         self._deadline = 0.0
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = 0.0
-        self._reading = False
+        self._reader_task: asyncio.Task[object] | None = None  # set while a timed read waits
+        self._expired = False
 
     async def read(self, n: int = READ_SIZE, timeout: float | None = None) -> bytes:
         if timeout is None:
@@ -55,18 +57,29 @@ class PlainStream:
                 self._timer.cancel()
             self._timer = self._loop.call_at(deadline, self._expire)
             self._timer_at = deadline
-        self._reading = True
+        task = asyncio.current_task()
+        assert task is not None
+        cancelling = task.cancelling()
+        self._reader_task = task
         try:
             return await self.reader.read(n)
+        except asyncio.CancelledError:
+            if self._expired:
+                self._expired = False
+                if task.uncancel() <= cancelling:
+                    raise TimeoutError("read timed out") from None
+            raise
         finally:
-            self._reading = False
+            self._reader_task = None
 
     def _expire(self) -> None:
         self._timer = None
-        if not self._reading:
-            return  # the next read arms a timer again
+        task = self._reader_task
+        if task is None:
+            return  # no read waiting: the next one arms a timer again
         if self._loop.time() >= self._deadline:
-            self.reader.set_exception(TimeoutError("read timed out"))
+            self._expired = True
+            task.cancel()
         else:
             self._timer = self._loop.call_at(self._deadline, self._expire)
             self._timer_at = self._deadline
@@ -75,8 +88,12 @@ class PlainStream:
         self.writer.write(data)
 
     async def drain(self, timeout: float | None = None) -> None:
-        # An empty write buffer cannot be paused: no timer needed (the common case on a fast peer).
-        if timeout is None or not self.writer.transport.get_write_buffer_size():
+        # Everything was sent (the common case on a fast peer) on a healthy connection: nothing to
+        # wait for. A closing transport goes through drain(), which raises for a lost connection.
+        transport = self.writer.transport
+        if not transport.get_write_buffer_size() and not transport.is_closing():
+            return
+        if timeout is None:
             await self.writer.drain()
             return
         async with asyncio.timeout(timeout):
