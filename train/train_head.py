@@ -38,7 +38,7 @@ SEED = 20261122
 OUT = ROOT / "src" / "vallum" / "detection" / "data" / "semantic_head.json"
 #: windows per text used for training (the first ones); scoring uses up to MAX_WINDOWS
 TRAIN_WINDOWS = 8
-L2_GRID = (1e-2, 3e-2, 1e-1)
+L2_GRID = (1e-2, 3e-2, 1e-1, 3e-1, 1.0)
 #: hashed word-piece (pair) features beside the embedding (0: embedding only)
 LEXICAL_BUCKETS = 2048
 
@@ -142,7 +142,7 @@ def auc(p: np.ndarray, y: np.ndarray) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--layers", type=int, default=2, help="encoder layers kept (1-6)")
+    ap.add_argument("--layers", type=int, default=1, help="encoder layers kept (1-6)")
     ap.add_argument("--window", type=int, default=64, help="tokens per window, with [CLS] and [SEP]")
     ap.add_argument("--stride", type=int, default=56, help="tokens between window starts")
     ap.add_argument("--float", dest="int8", action="store_false", help="float MatMuls instead of int8")
