@@ -325,8 +325,11 @@ class Embedder:
         self.tokenizer = Tokenizer.from_file(str(tokenizer_path))
         self.tokenizer.no_padding()
         self.tokenizer.no_truncation()
-        self.cls_id = self.tokenizer.token_to_id("[CLS]")
-        self.sep_id = self.tokenizer.token_to_id("[SEP]")
+        cls_id, sep_id = self.tokenizer.token_to_id("[CLS]"), self.tokenizer.token_to_id("[SEP]")
+        if cls_id is None or sep_id is None:
+            raise SemanticUnavailable(f"{tokenizer_path} has no [CLS]/[SEP] tokens")
+        self.cls_id: int = cls_id
+        self.sep_id: int = sep_id
 
     def token_ids(self, text: str) -> list[int]:
         """Word-piece ids of `text` without the special tokens."""
