@@ -2,8 +2,8 @@
 
 `ServerConnection` parses what a client sends (keep-alive, pipelining, chunked bodies, CONNECT) and
 frames the proxy's answers; `ClientConnection` frames one request to an upstream at a time and
-parses the answer. Like h11, which this replaces on the hot path (it cost ≈ 30 times more CPU per
-proxied request), neither touches a socket or a clock.
+parses the answer. Like h11, which this replaces (it took about seven times the CPU to parse and
+frame the two messages of a proxied request), neither touches a socket or a clock.
 
 llhttp runs strict (no leniency flags): invalid tokens, bare CR or LF, obsolete line folding,
 duplicate or signed Content-Length, Content-Length together with Transfer-Encoding, and a request
