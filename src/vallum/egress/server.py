@@ -452,7 +452,7 @@ class EgressProxy:
             fresh = self._posture(flow.principal)
             if fresh is not None:
                 action = fresh[0] if fresh[0] in _POSTURE_ORDER else "block"  # unknown: fail closed
-                if _POSTURE_ORDER[action] > _POSTURE_ORDER.get(current, 0):
+                if _POSTURE_ORDER[action] > _POSTURE_ORDER.get(str(current), 0):
                     flow.extra["posture"] = action
         return self._tighten(flow, findings)
 
@@ -572,6 +572,7 @@ class EgressProxy:
         """Resolve the flow's target once and pin the approved address (DNS only after every content
         check passed). On refusal answer the client and return whether the connection may be kept;
         None means pinned: go on."""
+        assert flow.target is not None
         ip, addr, failure = await self._resolve(state, flow, flow.target.host, flow.target.port)
         findings += addr
         if failure:
