@@ -215,3 +215,16 @@ def test_every_builtin_keyword_rule_is_in_a_bank():
         assert bank.ready is not None, group
         missing += [key[0][:40] for key, pid in bank.ids.items() if pid not in bank.ready[1]]
     assert missing == []
+
+
+def test_builtin_rules_compile_lazily_and_every_pattern_is_valid():
+    from importlib import resources
+    from pathlib import Path
+
+    from vallum.detection.rules import load_rule_file
+
+    root = Path(str(resources.files("vallum.detection") / "rules"))
+    eager = [r for p in sorted(root.rglob("*.yaml")) for r in load_rule_file(p)]  # raises on a bad one
+    assert len(eager) == len(builtin_rules()) and all(r.regex is not None for r in eager)
+    lazy = next(r for r in builtin_rules() if r.id == "pii.crypto_seed_phrase")
+    assert lazy.compiled.search(BIP.to_mnemonic(bytes(16))) is not None
