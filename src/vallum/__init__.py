@@ -5,7 +5,7 @@ Layers (each a sub-package; dependencies point inward, towards `detection`):
 - ``detection``  pure, sans-I/O content inspection (normalise, decode, DLP, injection, URL policy)
 - ``config``     strict YAML configuration
 - ``decisions``  the decision record and the sink every transport hands its decisions to
-- ``egress``     HTTP forward proxy, CONNECT, fetch endpoint (asyncio + h11)
+- ``egress``     HTTP forward proxy, CONNECT, fetch endpoint (asyncio + llhttp via httptools)
 - ``mcp``        MCP proxy (stdio, Streamable HTTP), tool poisoning, drift, tool policy
 - ``audit``      hash-chained, signed audit log and SIEM exporters
 - ``behaviour``  the risk engine: events, entities, features, rules, scores
