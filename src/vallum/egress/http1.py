@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import re
 from collections import deque
+from dataclasses import dataclass
 from typing import Final
 
 import httptools
@@ -51,48 +52,40 @@ NEED_DATA: Final = _Sentinel("NEED_DATA")
 CLOSED: Final = _Sentinel("CLOSED")
 
 
+@dataclass(slots=True, eq=False)
 class Request:
     """A request head. `headers` keep the names as sent; values have surrounding blanks removed."""
 
-    __slots__ = ("expect_continue", "headers", "http_version", "keep_alive", "method", "target", "upgrade")
-
-    def __init__(self, method: bytes, target: bytes, http_version: bytes, headers: list[tuple[bytes, bytes]],
-                 keep_alive: bool, expect_continue: bool = False, upgrade: bool = False) -> None:
-        self.method = method
-        self.target = target
-        self.http_version = http_version
-        self.headers = headers
-        self.keep_alive = keep_alive
-        self.expect_continue = expect_continue
-        self.upgrade = upgrade
+    method: bytes
+    target: bytes
+    http_version: bytes
+    headers: list[tuple[bytes, bytes]]
+    keep_alive: bool
+    expect_continue: bool = False
+    upgrade: bool = False
 
     def __repr__(self) -> str:
         return f"Request({self.method!r}, {self.target!r}, {self.http_version!r}, {len(self.headers)} headers)"
 
 
+@dataclass(slots=True, eq=False)
 class Response:
     """A final (non-1xx) response head from an upstream."""
 
-    __slots__ = ("headers", "http_version", "reason", "status_code")
-
-    def __init__(self, status_code: int, reason: bytes, http_version: bytes,
-                 headers: list[tuple[bytes, bytes]]) -> None:
-        self.status_code = status_code
-        self.reason = reason
-        self.http_version = http_version
-        self.headers = headers
+    status_code: int
+    reason: bytes
+    http_version: bytes
+    headers: list[tuple[bytes, bytes]]
 
     def __repr__(self) -> str:
         return f"Response({self.status_code}, {len(self.headers)} headers)"
 
 
+@dataclass(slots=True, eq=False)
 class Data:
     """A piece of a message body."""
 
-    __slots__ = ("data",)
-
-    def __init__(self, data: bytes) -> None:
-        self.data = data
+    data: bytes
 
 
 class EndOfMessage:
