@@ -290,6 +290,7 @@ class EgressProxy:
         client_ip = str(peer[0]) if peer else "unknown"
         if len(self._conns) >= self.config.proxy.max_connections:
             writer.write(b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+            await _lingering_close(reader, writer)
             stream.close()
             return
         self._conns.add(task)
@@ -1150,3 +1151,18 @@ async def run_proxy(config: Config, *, config_path: str | Path | None = None, li
         await proxy.stop(grace=5.0)
         for c in children:
             c.join(timeout=5)
+
+
+async def _lingering_close(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Half-close after a refusal and read (briefly, boundedly) what the client already sent:
+    closing a socket with unread data sends a reset, which can destroy the answer in flight."""
+    try:
+        await writer.drain()
+        if writer.can_write_eof():
+            writer.write_eof()
+        async with asyncio.timeout(1.0):
+            for _ in range(16):
+                if not await reader.read(4096):
+                    break
+    except (TimeoutError, ConnectionError, OSError):
+        pass
