@@ -87,13 +87,19 @@ def test_connect_to_name_resolving_private_is_blocked(harness):
     assert connector.calls == []
 
 
-def test_sni_mismatch_domain_fronting_blocked(harness, tls_upstream, test_ca):
+def _tunnel_then_tls(harness, tls_upstream, test_ca):
+    """A proxy, an accepted CONNECT to HOST, and a TLS context that trusts the test CA."""
     resolver = FakeResolver({HOST: ["127.0.0.1"]})
     p = harness.proxy(resolver=resolver, connector=RefusingConnector())
     s, head = connect_raw(p.port, f"{HOST}:{tls_upstream.port}")
     assert head.startswith(b"HTTP/1.1 200")
     ctx = trusting(ca_file(test_ca))
     ctx.check_hostname = False
+    return p, s, ctx
+
+
+def test_sni_mismatch_domain_fronting_blocked(harness, tls_upstream, test_ca):
+    p, s, ctx = _tunnel_then_tls(harness, tls_upstream, test_ca)
     with pytest.raises((ssl.SSLError, ConnectionError, OSError)):
         tls = ctx.wrap_socket(s, server_hostname="front.other-example.com")
         tls.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -237,12 +243,7 @@ def test_absolute_form_https_request_is_fetched_over_verified_tls(harness, tls_u
 
 
 def test_secret_in_mismatched_sni_is_reported_not_recorded(harness, tls_upstream, test_ca):
-    resolver = FakeResolver({HOST: ["127.0.0.1"]})
-    p = harness.proxy(resolver=resolver, connector=RefusingConnector())
-    s, head = connect_raw(p.port, f"{HOST}:{tls_upstream.port}")
-    assert head.startswith(b"HTTP/1.1 200")
-    ctx = trusting(ca_file(test_ca))
-    ctx.check_hostname = False
+    p, s, ctx = _tunnel_then_tls(harness, tls_upstream, test_ca)
     with pytest.raises((ssl.SSLError, ConnectionError, OSError)):
         tls = ctx.wrap_socket(s, server_hostname=f"{SECRET.lower()}.leak.example.org")
         if not tls.recv(100):

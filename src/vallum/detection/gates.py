@@ -13,6 +13,7 @@ tells a seed phrase from a sentence: that `re` pass cost ≈ 2 ms per 10 KB of t
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Callable
 
@@ -120,16 +121,13 @@ _UPPER_SHAPE = _shape_table(upper=True)
 _WORDS_ONLY = bytes(c if ord("a") <= c <= ord("z") else 0x20 for c in range(256))  # '#' -> space
 _RUN12 = b"\x01" * 12
 _RUN_PATTERN = rb"[^a-z][a-z]{3,8}(?: +[a-z]{3,8}){11}[^a-z]"
-_bip_words: frozenset[bytes] | None = None
 _hs_dbs: tuple[object, object, object, object] | None = None
 _hs_lock = threading.Lock()
 
 
+@functools.cache
 def _bip() -> frozenset[bytes]:
-    global _bip_words
-    if _bip_words is None:
-        _bip_words = frozenset(w.encode() for w in bip39_wordlist())
-    return _bip_words
+    return frozenset(w.encode() for w in bip39_wordlist())
 
 
 def not_bip_common_words() -> list[str]:
