@@ -315,19 +315,16 @@ class _HyperscanSelector:
     def _attach_bank(self, base: int, sync: bool) -> set[int]:
         """Map this rule set's keyword rules onto the built-in banks; returns the indices of the
         rules a bank covers (it may still be compiling)."""
-        covered: set[int] = set()
-        by_group: dict[tuple[str, str], dict[int, int]] = {}
+        by_bank: dict[_PrefilterBank, dict[int, int]] = {}
         for i, r in enumerate(self.rules):
             if not r.keywords or r.gate:
                 continue
             bank = _PrefilterBank.get(_bank_group(r), base, sync)
             pid = bank.ids.get(_prefilter_key(r))
             if pid is not None:
-                by_group.setdefault(_bank_group(r), {})[i] = pid
-                covered.add(i)
-        for group, ids in by_group.items():
-            self.banks.append([_PrefilterBank.get(group, base, sync), ids, None])
-        return covered
+                by_bank.setdefault(bank, {})[i] = pid
+        self.banks = [[bank, ids, None] for bank, ids in by_bank.items()]
+        return {i for ids in by_bank.values() for i in ids}
 
     def _build_rule_prefilters(self, base: int, indices: list[int]) -> None:
         assert _hs is not None
